@@ -1,0 +1,278 @@
+"""Typed, validated configuration objects built from the params dict.
+
+`depthcore` never reads ``params.yaml`` itself: a stage script loads the YAML, picks the sections
+it declares in ``dvc.yaml`` and calls ``<Config>.from_params(section)``. Every config is a frozen
+dataclass; unknown keys, wrong types and out-of-range values raise :class:`ConfigError` with the
+dotted key that was wrong and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+DATA_SOURCES = ("nyuv2", "synthetic")
+
+
+class ConfigError(ValueError):
+    """A params value is missing, unknown or invalid. The message names the dotted key."""
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int, float, str, bool, tuple[X, ...], X | None)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin is tuple:
+        (inner, _ellipsis) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"params '{key}': expected a list, got {value!r}")
+        return tuple(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"params '{key}': expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"params '{key}': expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"params '{key}': expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"params '{key}': expected a string, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return tp.from_params(value, prefix=key)
+    raise TypeError(f"unsupported config annotation {tp!r} for '{key}'")
+
+
+class _Section:
+    """Mixin: ``from_params`` for a frozen dataclass, with unknown-key and type checks."""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None, prefix: str = "") -> Self:
+        params = {} if params is None else params
+        name = prefix or cls.__name__
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"params '{name}': expected a mapping, got {params!r}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(params) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"params '{name}': unknown key(s) {unknown}; valid keys are {sorted(fields)}"
+            )
+        kwargs = {}
+        for key, value in params.items():
+            kwargs[key] = _coerce(value, hints[key], f"{prefix}.{key}" if prefix else key)
+        obj = cls(**kwargs)
+        obj.validate(prefix)
+        return obj
+
+    def validate(self, prefix: str) -> None:  # overridden where there is more to check
+        """Raise ConfigError if the values contradict each other."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (tuples become lists), e.g. for checkpoints and metrics files."""
+        return _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _choice(value: str, valid: tuple[str, ...], key: str) -> None:
+    if value not in valid:
+        raise ConfigError(f"params '{key}': unknown value {value!r}; valid values are {list(valid)}")
+
+
+def _positive(value: float, key: str) -> None:
+    if not value > 0:
+        raise ConfigError(f"params '{key}': must be > 0, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class NYUv2Config(_Section):
+    """Where the official NYU Depth v2 labelled set and its split file come from."""
+
+    url: str = "http://horatio.cs.nyu.edu/mit/silberman/nyu_depth_v2/nyu_depth_v2_labeled.mat"
+    splits_url: str = "http://horatio.cs.nyu.edu/mit/silberman/indoor_seg_sup/splits.mat"
+
+
+@dataclass(frozen=True)
+class SyntheticConfig(_Section):
+    """Rendered indoor rooms: ``images`` views, ``views_per_room`` per room (= scene)."""
+
+    images: int = 64
+    seed: int = 0
+    height: int = 480
+    width: int = 640
+    views_per_room: int = 4
+
+    def validate(self, prefix: str) -> None:
+        for key in ("images", "height", "width", "views_per_room"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(self, key)}")
+        if self.height < 32 or self.width < 32:
+            raise ConfigError(f"params '{prefix}': images must be at least 32x32 pixels")
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """``data`` section: the source and how the validation split is carved (whole scenes)."""
+
+    source: str = "nyuv2"
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    nyuv2: NYUv2Config = field(default_factory=NYUv2Config)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def validate(self, prefix: str) -> None:
+        _choice(self.source, DATA_SOURCES, f"{prefix}.source")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"params '{prefix}.val_fraction': must be in [0, 1), got {self.val_fraction}")
+
+
+# --------------------------------------------------------------------------------------------- eval
+@dataclass(frozen=True)
+class EvalConfig(_Section):
+    """``eval`` section. Depth range in metres; the Eigen crop is fixed (depthcore.geometry)."""
+
+    min_depth: float = 1e-3
+    max_depth: float = 10.0
+    median_scaling: bool = False
+    figure_images: int = 4
+
+    def validate(self, prefix: str) -> None:
+        _positive(self.min_depth, f"{prefix}.min_depth")
+        if self.max_depth <= self.min_depth:
+            raise ConfigError(
+                f"params '{prefix}.max_depth' ({self.max_depth}) must exceed min_depth ({self.min_depth})"
+            )
+        if self.figure_images < 0:
+            raise ConfigError(f"params '{prefix}.figure_images': must be >= 0")
+
+
+# ------------------------------------------------------------------------------------------- models
+CLIP_LAYERS = ("stem", "layer1", "layer2", "layer3", "layer4")
+DEPTHCLIP_DENSE = ("depthclip", "maskclip")
+
+
+@dataclass(frozen=True)
+class ClipConfig(_Section):
+    """``clip`` section. ``pretrained``: 'openai', 'none' (seeded random init) or a checkpoint path."""
+
+    model: str = "RN50-quickgelu"
+    pretrained: str = "openai"
+    cache_layers: tuple[str, ...] = CLIP_LAYERS
+    batch_size: int = 4
+    init_seed: int = 0
+
+    def validate(self, prefix: str) -> None:
+        for layer in self.cache_layers:
+            _choice(layer, CLIP_LAYERS, f"{prefix}.cache_layers")
+        if len(set(self.cache_layers)) != len(self.cache_layers):
+            raise ConfigError(f"params '{prefix}.cache_layers': duplicate layer names {list(self.cache_layers)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"params '{prefix}.batch_size': must be >= 1")
+
+
+@dataclass(frozen=True)
+class DepthclipConfig(_Section):
+    """``depthclip`` section: the zero-shot head (prompt, depth classes, bins in metres)."""
+
+    template: str = "This {object} is {depth_class}"
+    object: str = "object"
+    classes: tuple[str, ...] = (
+        "giant",
+        "extremely close",
+        "close",
+        "not in distance",
+        "a little remote",
+        "far",
+        "unseen",
+    )
+    bins: tuple[float, ...] = (1.00, 1.50, 2.00, 2.25, 2.50, 2.75, 3.00)
+    temperature: float = 0.1
+    dense: str = "depthclip"
+
+    def validate(self, prefix: str) -> None:
+        _choice(self.dense, DEPTHCLIP_DENSE, f"{prefix}.dense")
+        _positive(self.temperature, f"{prefix}.temperature")
+        if len(self.classes) != len(self.bins) or len(self.bins) < 2:
+            raise ConfigError(
+                f"params '{prefix}': {len(self.classes)} classes but {len(self.bins)} bins; "
+                "give one bin depth (metres) per class, at least two"
+            )
+        if "{depth_class}" not in self.template:
+            raise ConfigError(f"params '{prefix}.template' must contain '{{depth_class}}', got {self.template!r}")
+
+
+SAM_MODELS = ("vit_b", "vit_l", "vit_h")
+SEGMENT_METHODS = ("sam", "gt", "felzenszwalb", "none")
+
+
+@dataclass(frozen=True)
+class SamConfig(_Section):
+    """``sam`` section. ``pretrained``: 'official', 'none' (seeded random init) or a checkpoint path.
+    The remaining keys are SamAutomaticMaskGenerator's knobs."""
+
+    model: str = "vit_b"
+    pretrained: str = "official"
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    min_mask_region_area: int = 100
+    init_seed: int = 0
+
+    def validate(self, prefix: str) -> None:
+        _choice(self.model, SAM_MODELS, f"{prefix}.model")
+        for key in ("points_per_side", "points_per_batch"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"params '{prefix}.{key}': must be >= 1")
+        if self.min_mask_region_area < 0:
+            raise ConfigError(f"params '{prefix}.min_mask_region_area': must be >= 0")
+
+
+@dataclass(frozen=True)
+class FelzenszwalbConfig(_Section):
+    """skimage.segmentation.felzenszwalb settings."""
+
+    scale: float = 200.0
+    sigma: float = 0.8
+    min_size: int = 400
+
+
+@dataclass(frozen=True)
+class SegmentsConfig(_Section):
+    """``segments`` section: which segmenter produces the per-pixel segment map."""
+
+    method: str = "sam"
+    felzenszwalb: FelzenszwalbConfig = field(default_factory=FelzenszwalbConfig)
+
+    def validate(self, prefix: str) -> None:
+        _choice(self.method, SEGMENT_METHODS, f"{prefix}.method")

@@ -1,0 +1,70 @@
+"""Image geometry shared by every stage: the fixed crops, camera intrinsics and pinhole maths.
+
+Crops are ``(top, bottom, left, right)`` half-open pixel ranges on the 480 x 640 NYUv2 frame,
+used as ``image[top:bottom, left:right]``. Defined once here; nothing else hard-codes them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NYU_HEIGHT = 480
+NYU_WIDTH = 640
+
+# Eigen et al.'s evaluation crop (rows 45:471, cols 41:601): the valid region of the Kinect frame.
+EIGEN_CROP = (45, 471, 41, 601)
+# DepthCLIP's network input crop (rows 56:472, cols 60:604) -> 416 x 544.
+DEPTHCLIP_CROP = (56, 472, 60, 604)
+
+# NYUv2 colour-camera intrinsics for 640 x 480 (fx, fy, cx, cy), pixels.
+NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
+
+
+def crop_shape(crop: tuple[int, int, int, int]) -> tuple[int, int]:
+    """(height, width) of a crop."""
+    top, bottom, left, right = crop
+    return bottom - top, right - left
+
+
+def intrinsics_matrix(intrinsics: tuple[float, float, float, float] | list[float]) -> np.ndarray:
+    """3 x 3 camera matrix K from (fx, fy, cx, cy) in pixels."""
+    fx, fy, cx, cy = intrinsics
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def scale_intrinsics(
+    intrinsics: tuple[float, float, float, float], height: int, width: int
+) -> tuple[float, float, float, float]:
+    """Intrinsics of the NYU camera resampled from 480 x 640 to ``height`` x ``width``."""
+    sx, sy = width / NYU_WIDTH, height / NYU_HEIGHT
+    fx, fy, cx, cy = intrinsics
+    return (fx * sx, fy * sy, cx * sx, cy * sy)
+
+
+def backproject(depth: np.ndarray, intrinsics) -> np.ndarray:
+    """Camera-frame 3-D points of every pixel.
+
+    depth: H x W z-depth in metres. Returns H x W x 3 (x right, y down, z forward), metres.
+    Pixel (v, u) is taken at its centre coordinate (u, v) in the K convention used here.
+    """
+    fx, fy, cx, cy = intrinsics
+    h, w = depth.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    x = (u - cx) / fx * depth
+    y = (v - cy) / fy * depth
+    return np.stack([x, y, depth.astype(np.float64)], axis=-1)
+
+
+def project(points: np.ndarray, intrinsics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project ... x 3 camera-frame points to pixel coordinates. Returns (u, v, z)."""
+    fx, fy, cx, cy = intrinsics
+    z = points[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = fx * points[..., 0] / z + cx
+        v = fy * points[..., 1] / z + cy
+    return u, v, z
+
+
+def transform_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 4 x 4 rigid transform to ... x 3 points."""
+    return points @ pose[:3, :3].T + pose[:3, 3]
