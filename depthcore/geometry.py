@@ -68,3 +68,36 @@ def project(points: np.ndarray, intrinsics) -> tuple[np.ndarray, np.ndarray, np.
 def transform_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 4 x 4 rigid transform to ... x 3 points."""
     return points @ pose[:3, :3].T + pose[:3, 3]
+
+
+# ------------------------------------------------------------------- prediction geometry (torch)
+def crop_tensor(x, crop: tuple[int, int, int, int] = DEPTHCLIP_CROP):
+    """... x H x W -> ... x h x w: the crop of the last two axes (numpy array or tensor)."""
+    top, bottom, left, right = crop
+    return x[..., top:bottom, left:right]
+
+
+def flip_average(pred, pred_of_flipped):
+    """Average a prediction with the prediction of the horizontally flipped input, flipped back.
+
+    pred, pred_of_flipped: B x C x h x w tensors (the second computed on the mirrored image).
+    """
+    return 0.5 * (pred + pred_of_flipped.flip(-1))
+
+
+def paste_prediction(pred, crop: tuple[int, int, int, int] = DEPTHCLIP_CROP, canvas: tuple[int, int] = (NYU_HEIGHT, NYU_WIDTH)):
+    """Upsample a crop-space prediction to the crop size and paste it into a zero canvas.
+
+    pred: B x 1 x h x w tensor, metres, at the crop or any stride of it. Upsampling is bilinear with
+    align_corners=True (DepthCLIP's choice). Returns B x 1 x H x W (canvas), 0 outside the crop.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    top, bottom, left, right = crop
+    size = (bottom - top, right - left)
+    if tuple(pred.shape[-2:]) != size:
+        pred = F.interpolate(pred, size=size, mode="bilinear", align_corners=True)
+    out = torch.zeros((*pred.shape[:-2], *canvas), dtype=pred.dtype, device=pred.device)
+    out[..., top:bottom, left:right] = pred
+    return out

@@ -2,10 +2,10 @@
 besides fetch_data). With ``pretrained: none`` nothing is downloaded."""
 
 from common import run
-
-from depthcore.config import ClipConfig, SamConfig
 from depthcore.models.clip_backbone import fetch_clip_weights
 from depthcore.models.sam import fetch_sam_weights
+
+from depthcore.config import ClipConfig, SamConfig
 
 WEIGHTS_DIR = "data/weights"
 
