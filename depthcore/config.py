@@ -77,9 +77,7 @@ class _Section:
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(params) - set(fields))
         if unknown:
-            raise ConfigError(
-                f"params '{name}': unknown key(s) {unknown}; valid keys are {sorted(fields)}"
-            )
+            raise ConfigError(f"params '{name}': unknown key(s) {unknown}; valid keys are {sorted(fields)}")
         kwargs = {}
         for key, value in params.items():
             kwargs[key] = _coerce(value, hints[key], f"{prefix}.{key}" if prefix else key)

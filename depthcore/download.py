@@ -136,9 +136,7 @@ def _download(remote: RemoteFile, part: Path, have: int, dest: Path, progress: b
         mode = "ab" if have else "wb"
         with (
             open(part, mode) as fh,
-            tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-            ) as bar,
+            tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar,
         ):
             try:
                 for block in iter(lambda: response.read(CHUNK_BYTES), b""):

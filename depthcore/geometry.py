@@ -85,7 +85,9 @@ def flip_average(pred, pred_of_flipped):
     return 0.5 * (pred + pred_of_flipped.flip(-1))
 
 
-def paste_prediction(pred, crop: tuple[int, int, int, int] = DEPTHCLIP_CROP, canvas: tuple[int, int] = (NYU_HEIGHT, NYU_WIDTH)):
+def paste_prediction(
+    pred, crop: tuple[int, int, int, int] = DEPTHCLIP_CROP, canvas: tuple[int, int] = (NYU_HEIGHT, NYU_WIDTH)
+):
     """Upsample a crop-space prediction to the crop size and paste it into a zero canvas.
 
     pred: B x 1 x h x w tensor, metres, at the crop or any stride of it. Upsampling is bilinear with

@@ -13,7 +13,10 @@ WEIGHTS_DIR = "data/weights"
 def main(params):
     clip_cfg = ClipConfig.from_params(params.get("clip"), prefix="clip")
     sam_cfg = SamConfig.from_params(params.get("sam"), prefix="sam")
-    for name, path in (("clip", fetch_clip_weights(clip_cfg, WEIGHTS_DIR)), ("sam", fetch_sam_weights(sam_cfg, WEIGHTS_DIR))):
+    for name, path in (
+        ("clip", fetch_clip_weights(clip_cfg, WEIGHTS_DIR)),
+        ("sam", fetch_sam_weights(sam_cfg, WEIGHTS_DIR)),
+    ):
         print(f"{name}: {path}")
 
 

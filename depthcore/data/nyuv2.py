@@ -139,7 +139,9 @@ def read_splits(path: Path | str, n_images: int) -> np.ndarray:
     except Exception as exc:
         raise NYUv2Error(f"{path} is not a readable MATLAB split file ({exc}); delete it and rerun fetch_data") from exc
     if "trainNdxs" not in mat or "testNdxs" not in mat:
-        raise NYUv2Error(f"{path} lacks 'trainNdxs'/'testNdxs' (it has {sorted(k for k in mat if not k.startswith('__'))})")
+        raise NYUv2Error(
+            f"{path} lacks 'trainNdxs'/'testNdxs' (it has {sorted(k for k in mat if not k.startswith('__'))})"
+        )
     train_idx = np.asarray(mat["trainNdxs"]).ravel().astype(np.int64)
     test_idx = np.asarray(mat["testNdxs"]).ravel().astype(np.int64)
     for name, idx in (("trainNdxs", train_idx), ("testNdxs", test_idx)):

@@ -35,8 +35,10 @@ def fetch_data(cfg: DataConfig, raw_dir: Path | str, *, progress: bool = True) -
     """Make the raw inputs of ``cfg.source`` exist in ``raw_dir``; returns their paths."""
     raw_dir = Path(raw_dir)
     if cfg.source == "nyuv2":
-        return [fetch(remote, raw_dir, progress=progress) for remote in nyuv2.remote_files(
-            cfg.nyuv2.url, cfg.nyuv2.splits_url)]
+        return [
+            fetch(remote, raw_dir, progress=progress)
+            for remote in nyuv2.remote_files(cfg.nyuv2.url, cfg.nyuv2.splits_url)
+        ]
     return [render_synthetic(cfg, raw_dir / SYNTHETIC_RAW, progress=progress)]
 
 
@@ -151,8 +153,13 @@ def _prepare_synthetic(cfg: DataConfig, raw_dir: Path, out: Path, progress: bool
     n_scenes = int(scene.max()) + 1
     test_scene = split_by_scene(n_scenes, SYNTHETIC_TEST_FRACTION, cfg.split_seed)
     split = carve_validation(scene, ~test_scene[scene], cfg.val_fraction, cfg.split_seed)
-    fingerprint = {"source": "synthetic", "raw": raw.attrs["synthetic"], "val_fraction": cfg.val_fraction,
-                   "split_seed": cfg.split_seed, "version": DATASET_VERSION}
+    fingerprint = {
+        "source": "synthetic",
+        "raw": raw.attrs["synthetic"],
+        "val_fraction": cfg.val_fraction,
+        "split_seed": cfg.split_seed,
+        "version": DATASET_VERSION,
+    }
     store = ResumableStore(out, fingerprint=fingerprint)
     arrays = _dataset_arrays(store, n, h, w)
     arrays["pair_rgb"] = store.array("pair_rgb", (n, h, w, 3), np.uint8)
