@@ -14,12 +14,18 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "depthcore test",
+    "GIT_AUTHOR_EMAIL": "test@depthcore.invalid",
+    "GIT_COMMITTER_NAME": "depthcore test",
+    "GIT_COMMITTER_EMAIL": "test@depthcore.invalid",
+}
 
 pytestmark = pytest.mark.slow
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise AssertionError(
