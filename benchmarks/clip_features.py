@@ -1,0 +1,177 @@
+"""Benchmark the clip_features stage and the zero-shot head that reads its cache.
+
+Prints and writes benchmarks/results/clip_features.json:
+
+- feature extraction speed at 416 x 544 (images/s, each image also run mirrored), backbone only
+  and end to end (preprocess + backbone + compress + write), on CPU and on CUDA when available;
+- bytes per image on disk for every layer (both views), the compression ratio against raw float16,
+  plain zstd for comparison, and the NYUv2-size store (1449 images) extrapolated for the default
+  ``clip.cache_layers`` and for all five layers;
+- zero-shot time per image from the cache versus recomputing the backbone, and their ratio.
+
+Runs offline on rendered synthetic rooms with seeded random weights by default. Random-init
+activations compress differently from pretrained ones (about half the values are exactly zero
+after the ReLUs either way, but the magnitude distributions differ): treat the sizes as indicative
+and rerun with ``--pretrained openai --weights-dir data/weights`` on a machine with the weights.
+
+    python benchmarks/clip_features.py                # ~2 min on 2 CPU cores
+    python benchmarks/clip_features.py --images 8 --batch-size 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numcodecs
+import numpy as np
+import torch
+
+from depthcore.config import CLIP_LAYERS, ClipConfig, DataConfig, DepthclipConfig
+from depthcore.data.prepare import fetch_data, prepare_dataset
+from depthcore.data.store import open_store
+from depthcore.features import extract_clip_features, preprocess
+from depthcore.models.clip_backbone import build_clip_backbone, weights_sha256
+from depthcore.models.depthclip import build_depthclip_head, zeroshot_depth
+
+NYU_IMAGES = 1449
+SIZE_LIMIT_GB = 20.0
+RESULTS = Path(__file__).parent / "results" / "clip_features.json"
+
+
+def _array_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.name != "zarr.json")
+
+
+def _time_backbone(backbone, rgb: np.ndarray, batch: int, device: torch.device, repeats: int) -> float:
+    """Images per second of preprocess + backbone on the image and its mirror image."""
+    backbone = backbone.to(device)
+    x = preprocess(torch.from_numpy(rgb[:batch])).to(device)
+    autocast = torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device.type == "cuda")
+    with torch.no_grad(), autocast:
+        backbone.forward_features(torch.cat([x, x.flip(-1)]))  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            backbone.forward_features(torch.cat([x, x.flip(-1)]))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return repeats * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2, help="synthetic images to extract (default 2)")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--pretrained", default="none", help="clip.pretrained: none | openai | a path")
+    parser.add_argument("--weights-dir", default="data/weights")
+    parser.add_argument("--repeats", type=int, default=1, help="timed backbone batches per device")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    torch.set_grad_enabled(False)
+    cfg_all = ClipConfig(pretrained=args.pretrained, cache_layers=CLIP_LAYERS, batch_size=args.batch_size)
+    default_layers = ClipConfig().cache_layers
+    backbone = build_clip_backbone(cfg=cfg_all, weights_dir=args.weights_dir)
+    results: dict = {
+        "model": cfg_all.model,
+        "weights": cfg_all.pretrained,
+        "images": args.images,
+        "batch_size": args.batch_size,
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data_cfg = DataConfig.from_params(
+            {"source": "synthetic", "synthetic": {"images": args.images, "views_per_room": 2}}
+        )
+        fetch_data(data_cfg, tmp / "raw", progress=False)
+        dataset = prepare_dataset(data_cfg, tmp / "raw", tmp / "dataset.zarr", progress=False)
+        rgb = open_store(dataset)["rgb"][:]
+
+        speed = {
+            "cpu_backbone_images_per_s": _time_backbone(
+                backbone, rgb, args.batch_size, torch.device("cpu"), args.repeats
+            )
+        }
+        if torch.cuda.is_available():
+            speed["cuda_backbone_images_per_s"] = _time_backbone(
+                backbone, rgb, args.batch_size, torch.device("cuda"), max(args.repeats, 5)
+            )
+            speed["cuda_device"] = torch.cuda.get_device_name()
+            backbone = backbone.cpu()
+        start = time.perf_counter()
+        store = extract_clip_features(
+            dataset,
+            tmp / "clip.zarr",
+            backbone=backbone,
+            cfg=cfg_all,
+            progress=False,
+            weights_sha256=weights_sha256(cfg_all, args.weights_dir),
+            device="cpu",
+        )
+        speed["cpu_end_to_end_images_per_s"] = args.images / (time.perf_counter() - start)
+        results["speed"] = speed
+
+        group = open_store(store)
+        layers = {}
+        for name in CLIP_LAYERS:
+            array = group[name]
+            raw = int(np.prod(array.shape[1:])) * 2  # float16 bytes per image, both views
+            disk = _array_bytes(store / name) / args.images
+            sample = np.ascontiguousarray(array[0])
+            zstd_only = len(numcodecs.Zstd(level=3).encode(sample.tobytes()))
+            layers[name] = {
+                "shape_per_image": list(array.shape[1:]),
+                "raw_bytes_per_image": raw,
+                "disk_bytes_per_image": disk,
+                "compression_ratio": raw / disk,
+                "plain_zstd_ratio": raw / zstd_only,
+                "zero_fraction": float((sample == 0).mean()),
+            }
+        results["layers"] = layers
+
+        def extrapolate(names) -> dict:
+            raw = sum(layers[n]["raw_bytes_per_image"] for n in names) * NYU_IMAGES / 1e9
+            disk = sum(layers[n]["disk_bytes_per_image"] for n in names) * NYU_IMAGES / 1e9
+            return {
+                "layers": list(names),
+                "raw_GB": raw,
+                "measured_compressed_GB": disk,
+                "under_limit_uncompressed": raw < SIZE_LIMIT_GB,
+                "under_limit_compressed": disk < SIZE_LIMIT_GB,
+            }
+
+        results["nyuv2_store"] = {"default": extrapolate(default_layers), "all_layers": extrapolate(CLIP_LAYERS)}
+
+        head = build_depthclip_head(backbone=backbone, cfg=DepthclipConfig())
+        start = time.perf_counter()
+        for i in range(args.images):
+            zeroshot_depth(head, torch.from_numpy(group["layer4"][i : i + 1]))
+        cached = (time.perf_counter() - start) / args.images
+        start = time.perf_counter()
+        for i in range(args.images):
+            x = preprocess(torch.from_numpy(rgb[i : i + 1]))
+            layer4 = backbone.forward_features(torch.cat([x, x.flip(-1)]), ("layer4",))["layer4"]
+            zeroshot_depth(head, layer4.unsqueeze(0))
+        recomputed = (time.perf_counter() - start) / args.images
+        results["zeroshot_s_per_image"] = {
+            "from_cache": cached,
+            "recompute_backbone": recomputed,
+            "speedup": recomputed / cached,
+        }
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

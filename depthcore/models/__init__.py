@@ -1,0 +1,1 @@
+"""Models: the frozen CLIP backbone wrapper, the DepthCLIP zero-shot head and the trainable adapters."""

@@ -1,0 +1,139 @@
+"""DepthCLIP: zero-shot depth as distance classification of layer4 features against prompts.
+
+Per feature location (DepthCLIP, Zhang et al. 2022):
+
+1. dense embedding (``dense_embeddings``), one of
+   - ``depthclip`` (published): the raw 2048-d layer4 vector, L2-normalised, then every second
+     channel (0, 2, ..., 2046) kept -> 1024-d, not renormalised;
+   - ``maskclip``: the attention pool's value projection then output projection applied at every
+     location (as MaskCLIP does), L2-normalised -> the 1024-d joint image-text space;
+2. ``depth_from_embeddings``: logits = 100 * <dense, text_k> / temperature over the K depth
+   classes, softmax over k, depth = sum_k p_k * bin_k (metres).
+
+The zero-shot prediction for an image averages the prediction of the image and of its mirror
+image (flipped back), upsamples it bilinearly to the 416 x 544 input crop and pastes it into a zero
+480 x 640 canvas (``depthcore.geometry``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from depthcore.config import DEPTHCLIP_DENSE, ConfigError, DepthclipConfig
+from depthcore.geometry import flip_average, paste_prediction
+from depthcore.models.clip_backbone import ClipBackbone
+
+LOGIT_SCALE = 100.0  # CLIP's fixed logit scale in DepthCLIP (the learned one is not used)
+CHANNEL_STEP = 2  # depthclip dense mode keeps channels 0, 2, 4, ...
+PROJECTION_KEYS = ("v_weight", "v_bias", "c_weight", "c_bias")
+
+
+def depth_prompts(cfg: DepthclipConfig) -> list[str]:
+    """One prompt per depth class, e.g. 'This object is giant'."""
+    return [cfg.template.format(object=cfg.object, depth_class=name) for name in cfg.classes]
+
+
+class DepthCLIPHead(nn.Module):
+    """Layer4 features -> metric depth at feature resolution, without any training."""
+
+    def __init__(
+        self,
+        *,
+        text_embeddings: torch.Tensor,
+        bins: torch.Tensor | tuple[float, ...],
+        temperature: float,
+        dense: str = "depthclip",
+        projections: dict[str, torch.Tensor] | None = None,
+    ):
+        """text_embeddings: K x D, L2-normalised; bins: K depths in metres; temperature > 0;
+        dense: 'depthclip' or 'maskclip'; projections: the attention pool's ``v_weight`` (C x C),
+        ``v_bias`` (C), ``c_weight`` (D x C), ``c_bias`` (D), required for 'maskclip'."""
+        super().__init__()
+        if dense not in DEPTHCLIP_DENSE:
+            raise ConfigError(
+                f"params 'depthclip.dense': unknown value {dense!r}; valid values are {list(DEPTHCLIP_DENSE)}"
+            )
+        bins = torch.as_tensor(bins, dtype=torch.float32)
+        if text_embeddings.ndim != 2 or bins.shape != (text_embeddings.shape[0],):
+            raise ValueError(
+                f"text embeddings must be K x D with one bin per row; got {tuple(text_embeddings.shape)} "
+                f"and {tuple(bins.shape)} bins"
+            )
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.dense = dense
+        self.temperature = float(temperature)
+        self.register_buffer("text", text_embeddings.detach().float().clone())
+        self.register_buffer("bins", bins.clone())
+        if dense == "maskclip":
+            if projections is None or any(key not in projections for key in PROJECTION_KEYS):
+                raise ValueError(f"dense='maskclip' needs the attention-pool projections {PROJECTION_KEYS}")
+            if projections["c_weight"].shape[0] != self.text.shape[1]:
+                raise ValueError(
+                    f"maskclip output dim {projections['c_weight'].shape[0]} != text dim {self.text.shape[1]}"
+                )
+            for key in PROJECTION_KEYS:
+                self.register_buffer(key, projections[key].detach().float().clone())
+
+    def dense_embeddings(self, layer4: torch.Tensor) -> torch.Tensor:
+        """layer4: B x C x h x w (any float dtype) -> B x D x h x w float32 dense embeddings."""
+        x = layer4.float()
+        if self.dense == "depthclip":
+            x = F.normalize(x, dim=1)[:, ::CHANNEL_STEP]
+        else:
+            x = F.conv2d(x, self.v_weight[:, :, None, None], self.v_bias)
+            x = F.normalize(F.conv2d(x, self.c_weight[:, :, None, None], self.c_bias), dim=1)
+        if x.shape[1] != self.text.shape[1]:
+            raise ValueError(
+                f"dense embeddings have {x.shape[1]} channels but the text embeddings {self.text.shape[1]}: "
+                f"layer4 with {layer4.shape[1]} channels does not fit this head"
+            )
+        return x
+
+    def depth_from_embeddings(self, dense: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """dense: B x D x h x w; text: K x D (default: the head's prompts) -> B x 1 x h x w metres.
+
+        Used as given (no renormalisation): the published head feeds vectors of norm ~1/sqrt(2).
+        """
+        text = self.text if text is None else text
+        logits = LOGIT_SCALE * torch.einsum("bdhw,kd->bkhw", dense, text.to(dense.dtype)) / self.temperature
+        probs = logits.softmax(dim=1)
+        return (probs * self.bins.to(probs.dtype)[None, :, None, None]).sum(dim=1, keepdim=True)
+
+    def forward(self, layer4: torch.Tensor) -> torch.Tensor:
+        """layer4: B x C x h x w -> B x 1 x h x w depth in metres."""
+        return self.depth_from_embeddings(self.dense_embeddings(layer4))
+
+
+def build_depthclip_head(*, backbone: ClipBackbone, cfg: DepthclipConfig) -> DepthCLIPHead:
+    """The head for ``cfg`` with its prompts encoded by ``backbone``'s text tower."""
+    channels = backbone.layer_specs["layer4"].channels
+    if cfg.dense == "depthclip" and channels // CHANNEL_STEP != backbone.embed_dim:
+        raise ConfigError(
+            f"params 'depthclip.dense': 'depthclip' keeps every second of the {channels} layer4 channels, which "
+            f"does not give the {backbone.embed_dim}-d text space of {backbone.model_name}; use dense: maskclip "
+            "or an RN50 model"
+        )
+    return DepthCLIPHead(
+        text_embeddings=backbone.encode_text(depth_prompts(cfg)).cpu(),
+        bins=cfg.bins,
+        temperature=cfg.temperature,
+        dense=cfg.dense,
+        projections=backbone.attnpool_projections() if cfg.dense == "maskclip" else None,
+    )
+
+
+def zeroshot_depth(head: nn.Module, layer4_pair: torch.Tensor) -> torch.Tensor:
+    """Full zero-shot prediction from cached features.
+
+    layer4_pair: B x 2 x C x h x w (index 1 = features of the horizontally flipped image), any float
+    dtype. Returns B x 1 x 480 x 640 float32 metres, 0 outside the DepthCLIP crop.
+    """
+    if layer4_pair.ndim != 5 or layer4_pair.shape[1] != 2:
+        raise ValueError(f"expected B x 2 x C x h x w (image, flipped) features, got {tuple(layer4_pair.shape)}")
+    b = layer4_pair.shape[0]
+    depth = head(layer4_pair.flatten(0, 1).float())  # 2B x 1 x h x w
+    depth = depth.unflatten(0, (b, 2))
+    return paste_prediction(flip_average(depth[:, 0], depth[:, 1]))
