@@ -1,0 +1,338 @@
+"""Per-pixel segment maps from SAM's automatic masks, the ground truth, or superpixels.
+
+Every segmenter returns a label map ``H x W int32`` at the image's resolution with one convention:
+
+- ``0`` = the pixel lies in no segment;
+- ids ``1..K`` are contiguous and ordered by the segment's pixel area in the final map, largest
+  first (ties: the segment that was larger, or listed first, before overlaps were resolved);
+- where masks overlap, the **smaller mask wins** (it is the more specific one: a cup on a table
+  keeps its pixels rather than being swallowed by the table). A mask that ends up with no visible
+  pixel gets no id.
+
+Methods (``segments.method``): ``sam`` (SamAutomaticMaskGenerator, knobs in the ``sam`` section),
+``gt`` (the dataset's ``instances``: what a perfect segmenter would give), ``felzenszwalb``
+(scikit-image graph-based superpixels) and ``none`` (all zeros, for the ablation without segments).
+
+:func:`write_segments` runs one of them over a prepared dataset into ``segments.zarr`` (``labels``
+N x H x W int32, attrs = the segmenter settings); :func:`summarize_segments` says how many segments
+there are, how much of the image they cover and how well they match the ground-truth objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+from skimage.segmentation import felzenszwalb
+from tqdm import tqdm
+
+from depthcore.config import SEGMENT_METHODS, FelzenszwalbConfig, SamConfig, SegmentsConfig
+from depthcore.data.store import ResumableStore, open_store
+
+SEGMENTS_VERSION = 1
+TEST_SPLIT = 2
+IOU_MATCH = 0.5  # best IoU at which a ground-truth object counts as found
+CONNECTIVITY_8 = np.ones((3, 3), dtype=bool)
+
+Segmenter = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+"""(rgb H x W x 3 uint8, instances H x W int32 or None) -> labels H x W int32."""
+
+
+class SegmentsError(ValueError):
+    """The segmenter cannot run on this input (unknown method, dataset lacking instances, ...)."""
+
+
+# ------------------------------------------------------------------------------------ label maps
+def relabel_by_area(labels: np.ndarray) -> np.ndarray:
+    """Renumber a label map (0 = none, any positive ids) to 1..K by pixel area, largest first.
+
+    labels: H x W integer. Ties in area keep the order of the old ids. Returns H x W int32.
+    """
+    if labels.size and labels.min() < 0:
+        raise SegmentsError(f"label maps must be >= 0 (0 = no segment); got a minimum of {labels.min()}")
+    ids, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    fg = np.flatnonzero(ids != 0)
+    order = np.lexsort((ids[fg], -counts[fg]))  # area descending, then old id ascending
+    lut = np.zeros(len(ids), dtype=np.int32)
+    lut[fg[order]] = np.arange(1, len(fg) + 1, dtype=np.int32)
+    return lut[inverse].reshape(labels.shape)
+
+
+def assemble_labels(masks: Sequence[np.ndarray] | np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Label map from possibly overlapping binary masks (K x H x W bool); smaller masks win overlaps.
+
+    Masks are painted from the largest to the smallest (equal areas: in the order given, so the
+    later one wins), then renumbered by their visible area with :func:`relabel_by_area`. An empty
+    list gives all zeros. Returns H x W int32.
+    """
+    canvas = np.zeros(shape, dtype=np.int32)
+    if len(masks) == 0:
+        return canvas
+    areas = np.array([int(np.count_nonzero(m)) for m in masks])
+    for rank, k in enumerate(np.argsort(-areas, kind="stable")):
+        mask = np.asarray(masks[k], dtype=bool)
+        if mask.shape != tuple(shape):
+            raise SegmentsError(f"mask {k} has shape {mask.shape}, expected {tuple(shape)}")
+        canvas[mask] = rank + 1
+    return relabel_by_area(canvas)
+
+
+# ------------------------------------------------------------------------------------ segmenters
+def segment_none(rgb: np.ndarray, instances: np.ndarray | None = None) -> np.ndarray:
+    """All zeros: no segments (the ablation baseline)."""
+    return np.zeros(rgb.shape[:2], dtype=np.int32)
+
+
+def segment_gt(rgb: np.ndarray, instances: np.ndarray | None) -> np.ndarray:
+    """The ground-truth objects (``instances``, 0 = unlabelled) renumbered by area."""
+    if instances is None:
+        raise SegmentsError("segments.method 'gt' needs the dataset's 'instances' array")
+    return relabel_by_area(instances)
+
+
+def felzenszwalb_segmenter(cfg: FelzenszwalbConfig) -> Segmenter:
+    """scikit-image's graph-based superpixels; every pixel is in one segment (coverage 1)."""
+
+    def segment(rgb: np.ndarray, instances: np.ndarray | None = None) -> np.ndarray:
+        regions = felzenszwalb(rgb, scale=cfg.scale, sigma=cfg.sigma, min_size=cfg.min_size)
+        return relabel_by_area(regions.astype(np.int64) + 1)
+
+    return segment
+
+
+def remove_small_regions(mask: np.ndarray, min_area: int, mode: str) -> tuple[np.ndarray, bool]:
+    """Fill holes (``mode='holes'``) or drop islands (``'islands'``) smaller than ``min_area`` pixels.
+
+    mask: H x W bool; components are 8-connected. Dropping islands keeps the largest one if all are
+    small. Returns the new mask and whether it changed (SAM's post-processing, without OpenCV).
+    """
+    holes = mode == "holes"
+    working = ~mask if holes else mask
+    regions, n = ndimage.label(working, structure=CONNECTIVITY_8)
+    sizes = np.bincount(regions.ravel(), minlength=n + 1)[1:]
+    small = np.flatnonzero(sizes < min_area) + 1
+    if small.size == 0:
+        return mask, False
+    if holes:
+        return mask | np.isin(regions, small), True
+    keep = np.setdiff1d(np.arange(1, n + 1), small)
+    if keep.size == 0:
+        keep = np.array([int(np.argmax(sizes)) + 1])
+    return np.isin(regions, keep), True
+
+
+class SamSegmenter:
+    """SAM's automatic mask generator -> label map. The model runs on whatever device it is on.
+
+    ``min_mask_region_area`` post-processing (fill small holes, drop small islands, then box NMS
+    preferring unchanged masks) is done here with SciPy, so OpenCV is not needed.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: SamConfig):
+        from segment_anything import SamAutomaticMaskGenerator
+
+        self.generator = SamAutomaticMaskGenerator(
+            model,
+            points_per_side=cfg.points_per_side,
+            points_per_batch=cfg.points_per_batch,
+            pred_iou_thresh=cfg.pred_iou_thresh,
+            stability_score_thresh=cfg.stability_score_thresh,
+            min_mask_region_area=0,
+            output_mode="binary_mask",
+        )
+        self.min_area = cfg.min_mask_region_area
+        self.nms_thresh = max(self.generator.box_nms_thresh, self.generator.crop_nms_thresh)
+
+    def masks(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """Binary masks (each H x W bool) SAM finds in ``rgb`` (H x W x 3 uint8); may be empty."""
+        masks = [record["segmentation"] for record in self.generator.generate(np.ascontiguousarray(rgb))]
+        if self.min_area > 0 and masks:
+            masks = self._postprocess(masks)
+        return [m for m in masks if m.any()]
+
+    def _postprocess(self, masks: list[np.ndarray]) -> list[np.ndarray]:
+        from segment_anything.utils.amg import batched_mask_to_box
+        from torchvision.ops import batched_nms
+
+        cleaned, scores = [], []
+        for mask in masks:
+            mask, changed_holes = remove_small_regions(mask, self.min_area, "holes")
+            mask, changed_islands = remove_small_regions(mask, self.min_area, "islands")
+            cleaned.append(mask)
+            scores.append(0.0 if changed_holes or changed_islands else 1.0)
+        boxes = batched_mask_to_box(torch.as_tensor(np.stack(cleaned)))
+        keep = batched_nms(
+            boxes.float(), torch.tensor(scores), torch.zeros(len(cleaned), dtype=torch.int64), self.nms_thresh
+        )
+        return [cleaned[i] for i in sorted(keep.tolist())]
+
+    def __call__(self, rgb: np.ndarray, instances: np.ndarray | None = None) -> np.ndarray:
+        return assemble_labels(self.masks(rgb), rgb.shape[:2])
+
+
+def default_device() -> torch.device:
+    """The GPU when one is available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_segmenter(
+    cfg: SegmentsConfig, sam_cfg: SamConfig, *, weights_dir: Path | str, device: torch.device | None = None
+) -> Segmenter:
+    """The segmenter ``cfg.method`` names (SAM is built with its weights and moved to ``device``)."""
+    if cfg.method == "none":
+        return segment_none
+    if cfg.method == "gt":
+        return segment_gt
+    if cfg.method == "felzenszwalb":
+        return felzenszwalb_segmenter(cfg.felzenszwalb)
+    if cfg.method == "sam":
+        from depthcore.models.sam import build_sam
+
+        model = build_sam(cfg=sam_cfg, weights_dir=weights_dir).to(device or default_device())
+        return SamSegmenter(model, sam_cfg)
+    raise SegmentsError(f"unknown segments.method {cfg.method!r}; valid methods are {list(SEGMENT_METHODS)}")
+
+
+def segmenter_settings(cfg: SegmentsConfig, sam_cfg: SamConfig, *, weights_dir: Path | str) -> dict[str, Any]:
+    """JSON record of everything that determines the label maps (stored in the attrs)."""
+    settings: dict[str, Any] = {"method": cfg.method}
+    if cfg.method == "felzenszwalb":
+        settings["felzenszwalb"] = cfg.felzenszwalb.to_dict()
+    if cfg.method == "sam":
+        from depthcore.models.sam import sam_weights_identity
+
+        settings["sam"] = sam_cfg.to_dict()
+        settings["sam_weights"] = sam_weights_identity(sam_cfg, weights_dir)
+    return settings
+
+
+# ----------------------------------------------------------------------------------- stage loop
+def write_segments(
+    cfg: SegmentsConfig,
+    sam_cfg: SamConfig,
+    dataset: Path | str,
+    out: Path | str,
+    *,
+    weights_dir: Path | str,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> Path:
+    """Segment every image of ``dataset`` into ``out`` (segments.zarr). Resumable and atomic.
+
+    Writes ``labels`` (N x H x W int32, the convention of this module) and attrs: the segmenter
+    settings (method, its knobs; for SAM the weights tag and SHA-256), ``height``, ``width``,
+    ``version``. Raises SegmentsError for ``gt`` on a dataset without ``instances``.
+    """
+    if cfg.method not in SEGMENT_METHODS:
+        raise SegmentsError(f"unknown segments.method {cfg.method!r}; valid methods are {list(SEGMENT_METHODS)}")
+    data = open_store(dataset, required=("rgb",))
+    if cfg.method == "gt" and "instances" not in data:
+        raise SegmentsError(
+            f"segments.method 'gt' needs ground-truth object ids, but {dataset} has no 'instances' array; "
+            f"use segments.method sam, felzenszwalb or none"
+        )
+    n, h, w = data["rgb"].shape[:3]
+    settings = segmenter_settings(cfg, sam_cfg, weights_dir=weights_dir)
+    fingerprint = {
+        "settings": settings,
+        "dataset": {"shape": [n, h, w], "attrs": dict(data.attrs)},
+        "version": SEGMENTS_VERSION,
+    }
+    store = ResumableStore(out, fingerprint=fingerprint)
+    labels = store.array("labels", (n, h, w), np.int32)
+    if store.done < n:
+        segment = build_segmenter(cfg, sam_cfg, weights_dir=weights_dir, device=device)
+        instances = data["instances"] if cfg.method == "gt" else None
+        bar = tqdm(
+            range(store.done, n), desc=f"segments ({cfg.method})", total=n, initial=store.done, disable=not progress
+        )
+        for i in bar:
+            labels[i] = segment(data["rgb"][i], None if instances is None else instances[i])
+            store.mark_done(i + 1)
+    return store.commit({**settings, "height": h, "width": w, "version": SEGMENTS_VERSION})
+
+
+# ------------------------------------------------------------------------------------- alignment
+@dataclass(frozen=True)
+class ImageAlignment:
+    """Statistics of one label map: segment count, covered fraction, best IoU of each GT object."""
+
+    segments: int
+    coverage: float
+    best_iou: np.ndarray  # one value per ground-truth object (empty without instances)
+
+
+def image_alignment(labels: np.ndarray, instances: np.ndarray | None = None) -> ImageAlignment:
+    """Compare a label map (H x W, 0 = none) with ground-truth objects (H x W, 0 = unlabelled).
+
+    best_iou[j] = max over segments s of |G_j & S_s| / |G_j | S_s| for the j-th object (objects in
+    increasing id order); 0 where no segment touches it. Segments are counted whole, including
+    their pixels on unlabelled ground truth.
+    """
+    seg_ids, seg_inv = np.unique(labels, return_inverse=True)
+    n_segments = int(np.count_nonzero(seg_ids))
+    coverage = float(np.count_nonzero(labels)) / labels.size
+    if instances is None:
+        return ImageAlignment(n_segments, coverage, np.zeros(0))
+    if instances.shape != labels.shape:
+        raise SegmentsError(f"labels {labels.shape} and instances {instances.shape} differ in shape")
+    gt_ids, gt_inv = np.unique(instances, return_inverse=True)
+    joint = np.bincount(gt_inv.ravel() * len(seg_ids) + seg_inv.ravel(), minlength=len(gt_ids) * len(seg_ids)).reshape(
+        len(gt_ids), len(seg_ids)
+    )
+    union = joint.sum(1, keepdims=True) + joint.sum(0, keepdims=True) - joint
+    iou = joint / np.maximum(union, 1)
+    objects = iou[gt_ids != 0][:, seg_ids != 0]
+    best = objects.max(axis=1) if objects.shape[1] else np.zeros(objects.shape[0])
+    return ImageAlignment(n_segments, coverage, best.astype(np.float64))
+
+
+def summarize_alignment(per_image: Sequence[ImageAlignment]) -> dict[str, Any]:
+    """Aggregate image statistics: segments per image (mean, median), mean coverage, and, over all
+    ground-truth objects pooled, mean best IoU and the fraction found at IoU >= ``IOU_MATCH``."""
+    if not per_image:
+        return {"images": 0}
+    counts = np.array([a.segments for a in per_image], dtype=np.float64)
+    ious = np.concatenate([a.best_iou for a in per_image])
+    summary: dict[str, Any] = {
+        "images": len(per_image),
+        "segments_per_image_mean": float(counts.mean()),
+        "segments_per_image_median": float(np.median(counts)),
+        "coverage": float(np.mean([a.coverage for a in per_image])),
+        "gt_objects": int(ious.size),
+    }
+    if ious.size:
+        summary["mean_best_iou"] = float(ious.mean())
+        summary[f"objects_found_iou{IOU_MATCH:g}"] = float(np.mean(ious >= IOU_MATCH))
+    return summary
+
+
+def summarize_segments(segments: Path | str, dataset: Path | str, *, progress: bool = True) -> dict[str, Any]:
+    """The metrics/segments.json summary: :func:`summarize_alignment` over all images ("all") and
+    over the test split only ("test"), plus the segmenter settings. GT alignment keys appear only
+    when the dataset has ``instances``."""
+    labels = open_store(segments, required=("labels",))
+    data = open_store(dataset, required=("split",))
+    instances = data["instances"] if "instances" in data else None
+    split = np.asarray(data["split"][:])
+    if labels["labels"].shape[0] != split.shape[0]:
+        raise SegmentsError(
+            f"{segments} has {labels['labels'].shape[0]} label maps but {dataset} has {split.shape[0]} images; "
+            "rerun the segments stage"
+        )
+    per_image = [
+        image_alignment(labels["labels"][i], None if instances is None else instances[i])
+        for i in tqdm(range(split.shape[0]), desc="segments summary", disable=not progress)
+    ]
+    attrs = dict(labels.attrs)
+    return {
+        "method": attrs.get("method"),
+        "settings": {k: v for k, v in attrs.items() if k not in ("height", "width", "version")},
+        "all": summarize_alignment(per_image),
+        "test": summarize_alignment([a for a, s in zip(per_image, split, strict=True) if s == TEST_SPLIT]),
+    }
