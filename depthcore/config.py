@@ -176,6 +176,10 @@ class EvalConfig(_Section):
 
 # ------------------------------------------------------------------------------------------- models
 CLIP_LAYERS = ("stem", "layer1", "layer2", "layer3", "layer4")
+# Cached by default: layer2..layer4 (strides 8, 16, 32) are 12.7 MB/image raw float16 for both views,
+# so the NYUv2 store (1449 images) stays under 20 GB even with no compression at all; stem and layer1
+# add 29 MB/image raw (see benchmarks/clip_features.py) and fit only small datasets.
+CLIP_DEFAULT_CACHE_LAYERS = ("layer2", "layer3", "layer4")
 DEPTHCLIP_DENSE = ("depthclip", "maskclip")
 
 
@@ -185,7 +189,7 @@ class ClipConfig(_Section):
 
     model: str = "RN50-quickgelu"
     pretrained: str = "openai"
-    cache_layers: tuple[str, ...] = CLIP_LAYERS
+    cache_layers: tuple[str, ...] = CLIP_DEFAULT_CACHE_LAYERS
     batch_size: int = 4
     init_seed: int = 0
 
@@ -194,8 +198,12 @@ class ClipConfig(_Section):
             _choice(layer, CLIP_LAYERS, f"{prefix}.cache_layers")
         if len(set(self.cache_layers)) != len(self.cache_layers):
             raise ConfigError(f"params '{prefix}.cache_layers': duplicate layer names {list(self.cache_layers)}")
+        if not self.cache_layers:
+            raise ConfigError(f"params '{prefix}.cache_layers': list at least one of {list(CLIP_LAYERS)}")
         if self.batch_size < 1:
             raise ConfigError(f"params '{prefix}.batch_size': must be >= 1")
+        if not self.pretrained:
+            raise ConfigError(f"params '{prefix}.pretrained': give 'openai', 'none' or a checkpoint path")
 
 
 @dataclass(frozen=True)
@@ -254,6 +262,9 @@ class SamConfig(_Section):
                 raise ConfigError(f"params '{prefix}.{key}': must be >= 1")
         if self.min_mask_region_area < 0:
             raise ConfigError(f"params '{prefix}.min_mask_region_area': must be >= 0")
+        for key in ("pred_iou_thresh", "stability_score_thresh"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"params '{prefix}.{key}': must be in [0, 1], got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -263,6 +274,11 @@ class FelzenszwalbConfig(_Section):
     scale: float = 200.0
     sigma: float = 0.8
     min_size: int = 400
+
+    def validate(self, prefix: str) -> None:
+        _positive(self.scale, f"{prefix}.scale")
+        if self.sigma < 0 or self.min_size < 0:
+            raise ConfigError(f"params '{prefix}': sigma and min_size must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -274,3 +290,183 @@ class SegmentsConfig(_Section):
 
     def validate(self, prefix: str) -> None:
         _choice(self.method, SEGMENT_METHODS, f"{prefix}.method")
+
+
+# ------------------------------------------------------------------------------------ training
+ADAPTER_NAMES = ("clip_adapter", "coarse_refine", "eigen", "msa")
+LOSS_NAMES = ("l1", "l2", "silog")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "step")
+COARSE_MODES = ("coarse", "coarse_refined")
+MSA_SEGMENTS = ("none", "color", "boundary", "pool")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """``train`` section: the optimisation loop. ``lr`` is the peak learning rate; ``schedule`` is
+    applied per step (``cosine`` decays to 0 over all steps, ``step`` multiplies by ``gamma`` every
+    ``step_epochs``). ``amp`` is used on CUDA only. ``num_workers``: DataLoader worker processes."""
+
+    epochs: int = 20
+    batch_size: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    step_epochs: int = 10
+    gamma: float = 0.1
+    flip: bool = True
+    amp: bool = True
+    num_workers: int = 0
+    grad_clip: float = 0.0
+
+    def validate(self, prefix: str) -> None:
+        _choice(self.optimizer, OPTIMIZERS, f"{prefix}.optimizer")
+        _choice(self.schedule, SCHEDULES, f"{prefix}.schedule")
+        for key in ("epochs", "batch_size", "step_epochs"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(self, key)}")
+        _positive(self.lr, f"{prefix}.lr")
+        for key in ("weight_decay", "grad_clip", "momentum"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"params '{prefix}.{key}': must be >= 0, got {getattr(self, key)}")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"params '{prefix}.gamma': must be in (0, 1], got {self.gamma}")
+        if self.num_workers < 0:
+            raise ConfigError(f"params '{prefix}.num_workers': must be >= 0")
+
+
+@dataclass(frozen=True)
+class ClipAdapterConfig(_Section):
+    """``adapters.clip_adapter``: CLIP-Adapter bottleneck MLPs (``reduction`` = in/hidden width,
+    ``ratio`` = weight of the adapted feature in the residual mix) on the image and/or text side."""
+
+    image: bool = True
+    text: bool = True
+    reduction: int = 4
+    ratio: float = 0.2
+
+    def validate(self, prefix: str) -> None:
+        if not (self.image or self.text):
+            raise ConfigError(f"params '{prefix}': image and text are both false, so nothing would be trained")
+        if self.reduction < 1:
+            raise ConfigError(f"params '{prefix}.reduction': must be >= 1, got {self.reduction}")
+        if not 0.0 <= self.ratio <= 1.0:
+            raise ConfigError(f"params '{prefix}.ratio': must be in [0, 1], got {self.ratio}")
+
+
+@dataclass(frozen=True)
+class CoarseRefineConfig(_Section):
+    """``adapters.coarse_refine``: zero-shot depth (pooled to ``input_stride``) -> fully connected
+    layers (``hidden`` units) -> coarse map at ``coarse_stride``; ``coarse_refined`` adds the fine
+    stack (``fine_channels``) on RGB + coarse map, output at stride 4."""
+
+    mode: str = "coarse_refined"
+    input_stride: int = 16
+    hidden: int = 1024
+    coarse_stride: int = 8
+    fine_channels: int = 64
+
+    def validate(self, prefix: str) -> None:
+        _choice(self.mode, COARSE_MODES, f"{prefix}.mode")
+        for key in ("input_stride", "hidden", "coarse_stride", "fine_channels"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class EigenConfig(_Section):
+    """``adapters.eigen``: Eigen et al.'s coarse conv net on RGB (``coarse_channels`` of its five
+    convs, ``hidden`` FC units) -> coarse map at ``coarse_stride``; the fine stack as coarse_refine."""
+
+    mode: str = "coarse_refined"
+    coarse_channels: tuple[int, ...] = (96, 256, 384, 384, 256)
+    hidden: int = 1024
+    coarse_stride: int = 8
+    fine_channels: int = 64
+
+    def validate(self, prefix: str) -> None:
+        _choice(self.mode, COARSE_MODES, f"{prefix}.mode")
+        if len(self.coarse_channels) != 5 or min(self.coarse_channels) < 1:
+            raise ConfigError(
+                f"params '{prefix}.coarse_channels': give five positive widths, got {list(self.coarse_channels)}"
+            )
+        for key in ("hidden", "coarse_stride", "fine_channels"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class MsaConfig(_Section):
+    """``adapters.msa``: U-Net decoder over RGB and the CLIP ``layers`` (deepest first up to full
+    resolution). ``clip_init_weight``: 0 = decoder output alone, > 0 = initial weight of the zero-shot
+    depth that the decoder refines (a learned scale). ``segments``: none | color | boundary | pool."""
+
+    layers: tuple[str, ...] = CLIP_LAYERS
+    decoder_channels: int = 64
+    rgb_channels: int = 16
+    clip_init_weight: float = 1.0
+    segments: str = "none"
+
+    def validate(self, prefix: str) -> None:
+        _choice(self.segments, MSA_SEGMENTS, f"{prefix}.segments")
+        if not self.layers:
+            raise ConfigError(f"params '{prefix}.layers': give at least one CLIP layer of {list(CLIP_LAYERS)}")
+        for layer in self.layers:
+            _choice(layer, CLIP_LAYERS, f"{prefix}.layers")
+        if len(set(self.layers)) != len(self.layers):
+            raise ConfigError(f"params '{prefix}.layers': duplicate layer names {list(self.layers)}")
+        for key in ("decoder_channels", "rgb_channels"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(self, key)}")
+        if self.clip_init_weight < 0:
+            raise ConfigError(f"params '{prefix}.clip_init_weight': must be >= 0, got {self.clip_init_weight}")
+
+
+@dataclass(frozen=True)
+class AdaptersConfig(_Section):
+    """``adapters`` section: one sub-section of settings per adapter (only the chosen one is used)."""
+
+    clip_adapter: ClipAdapterConfig = field(default_factory=ClipAdapterConfig)
+    coarse_refine: CoarseRefineConfig = field(default_factory=CoarseRefineConfig)
+    eigen: EigenConfig = field(default_factory=EigenConfig)
+    msa: MsaConfig = field(default_factory=MsaConfig)
+
+    def get(self, name: str) -> _Section:
+        """The settings of adapter ``name``."""
+        _choice(name, ADAPTER_NAMES, "adapter")
+        return getattr(self, name)
+
+
+def check_training_configs(
+    *, adapter: str, loss: str, adapters: AdaptersConfig, segments: SegmentsConfig, clip: ClipConfig
+) -> None:
+    """Raise ConfigError (before any work) for an unknown adapter / loss or contradicting settings."""
+    if not isinstance(adapter, str):
+        raise ConfigError(
+            f"params 'adapter': expected a name, got {adapter!r}; valid adapters are {list(ADAPTER_NAMES)}"
+        )
+    _choice(adapter, ADAPTER_NAMES, "adapter")
+    if not isinstance(loss, str):
+        raise ConfigError(f"params 'loss': expected a name, got {loss!r}; valid losses are {list(LOSS_NAMES)}")
+    _choice(loss, LOSS_NAMES, "loss")
+    cached = set(clip.cache_layers)
+    if adapter == "msa":
+        msa = adapters.msa
+        if msa.segments != "none" and segments.method == "none":
+            raise ConfigError(
+                f"params 'adapters.msa.segments' is {msa.segments!r} but 'segments.method' is 'none': there is no "
+                "segment map to use. Set segments.method (sam, gt, felzenszwalb) or adapters.msa.segments: none"
+            )
+        missing = [layer for layer in msa.layers if layer not in cached]
+        if missing:
+            raise ConfigError(
+                f"params 'adapters.msa.layers' uses {missing}, which 'clip.cache_layers' ({list(clip.cache_layers)}) "
+                "does not cache. Add them to clip.cache_layers or drop them from adapters.msa.layers"
+            )
+    if adapter == "clip_adapter" and "layer4" not in cached:
+        raise ConfigError(
+            "params 'adapter' is clip_adapter, which needs layer4 features, but 'clip.cache_layers' "
+            f"({list(clip.cache_layers)}) lacks layer4"
+        )

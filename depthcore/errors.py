@@ -7,5 +7,20 @@ from depthcore.config import ConfigError
 from depthcore.data.nyuv2 import NYUv2Error
 from depthcore.data.store import StoreError
 from depthcore.download import DownloadError
+from depthcore.models.clip_backbone import ClipError
+from depthcore.models.sam import SamWeightsError
+from depthcore.segments import SegmentsError
+from depthcore.train import CheckpointError, TrainingError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DownloadError, NYUv2Error, StoreError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    ClipError,
+    DownloadError,
+    NYUv2Error,
+    SamWeightsError,
+    SegmentsError,
+    StoreError,
+    TrainingError,
+    CheckpointError,
+    FileNotFoundError,
+)

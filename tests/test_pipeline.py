@@ -87,3 +87,45 @@ def test_fetch_data_and_prepare_offline(tmp_path):
     assert "data.split_seed" in dvc(clone, "status", "prepare")
     assert "Running stage 'prepare'" in dvc(clone, "repro", "prepare")
     assert "Running stage 'fetch_data'" not in dvc(clone, "repro", "prepare")
+
+
+OFFLINE = {
+    "data.source": "synthetic",
+    "data.synthetic.images": 6,  # 3 rooms: one each for train, val and test
+    "data.synthetic.views_per_room": 2,
+    "clip.pretrained": "none",
+    "clip.batch_size": 2,
+    "sam.pretrained": "none",
+    "segments.method": "felzenszwalb",  # SAM itself is covered by tests/test_segments_sam.py
+    "train.epochs": 2,
+    "train.batch_size": 2,
+    "train.lr": 0.003,
+    "adapters.msa.decoder_channels": 64,
+    "adapters.msa.rgb_channels": 8,
+}
+FEATURE_STAGES = ("fetch_data", "prepare", "fetch_weights", "clip_features", "segments", "zeroshot")
+
+
+def _ran(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def test_full_offline_repro_then_experiment_reruns_only_train_and_evaluate(tmp_path):
+    clone = make_clone(tmp_path, OFFLINE)
+    out = dvc(clone, "repro")
+    assert _ran(out) == {*FEATURE_STAGES, "train", "evaluate"}
+    for name in ("zeroshot", "segments", "train", "eval"):
+        metrics = json.loads((clone / f"metrics/{name}.json").read_text())
+        assert metrics, name
+    evaluation = json.loads((clone / "metrics/eval.json").read_text())
+    assert evaluation["n_images"] == 2 and 0 < evaluation["abs_rel"] < 10
+    for name in ("plots/zeroshot.png", "plots/eval.png", "plots/train_curves.csv", "models/model.pt"):
+        assert (clone / name).stat().st_size > 0, name
+    _run(["git", "add", "-A"], clone)
+    _run(["git", "commit", "-qm", "baseline run"], clone)
+
+    out = dvc(clone, "exp", "run", "-S", "adapter=clip_adapter")
+    assert _ran(out) == {"train", "evaluate"}
+    assert json.loads((clone / "metrics/eval.json").read_text())["model"]["adapter"] == "clip_adapter"
+    diff = dvc(clone, "metrics", "diff")
+    assert "metrics/eval.json" in diff and "abs_rel" in diff

@@ -1,0 +1,125 @@
+"""The one contract every adapter follows, and the context it is built from.
+
+An adapter is an ``nn.Module`` called as ``adapter(batch)``. ``batch`` is a dict of crop-space
+tensors (the DepthCLIP crop, 416 x 544 for NYUv2; see ``depthcore.data.training``):
+
+- ``rgb``: B x 3 x H x W float in [0, 1] (adapters normalise it themselves, ImageNet statistics)
+- ``clip_<layer>``: B x C x H/s x W/s cached CLIP features (any float dtype), layer in stem, layer1..4
+- ``zeroshot``: B x 1 x H x W DepthCLIP zero-shot depth, metres
+- ``segments``: B x H x W int64 segment ids, 0 = no segment
+
+It returns depth B x 1 x H/``output_stride`` x W/``output_stride`` in metres. Each adapter declares
+the batch fields it reads (``fields``) and the CLIP layers (``clip_layers``), so the data pipeline
+loads only those. CLIP itself is never part of an adapter: its features are inputs, and any CLIP
+tensors an adapter needs (text embeddings, attention-pool projections) are buffers, saved in the
+state dict but never trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthcore.features import IMAGENET_MEAN, IMAGENET_STD
+from depthcore.geometry import DEPTHCLIP_CROP, crop_shape
+from depthcore.models.depthclip import PROJECTION_KEYS, DepthCLIPHead
+
+INIT_DEPTH = 2.0  # metres: the starting output of heads that predict depth from scratch
+
+
+def clip_key(layer: str) -> str:
+    """Batch key of a cached CLIP layer, e.g. 'clip_layer4'."""
+    return f"clip_{layer}"
+
+
+@dataclass
+class AdapterContext:
+    """What adapters are built from besides their own settings.
+
+    image_size: (H, W) of the crop-space input; layer_channels / layer_strides: channels and stride of
+    each available CLIP layer; head: the frozen DepthCLIP head (text embeddings, bins; needed by
+    clip_adapter only, may be None otherwise).
+    """
+
+    image_size: tuple[int, int] = crop_shape(DEPTHCLIP_CROP)
+    layer_channels: dict[str, int] = field(default_factory=dict)
+    layer_strides: dict[str, int] = field(default_factory=dict)
+    head: DepthCLIPHead | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """Plain description (for checkpoints) from which :meth:`from_description` rebuilds the shapes."""
+        head = None
+        if self.head is not None:
+            head = {
+                "dense": self.head.dense,
+                "temperature": self.head.temperature,
+                "text_shape": list(self.head.text.shape),
+                "projection_shapes": {
+                    key: list(getattr(self.head, key).shape) for key in PROJECTION_KEYS if hasattr(self.head, key)
+                },
+            }
+        return {
+            "image_size": list(self.image_size),
+            "layer_channels": dict(self.layer_channels),
+            "layer_strides": dict(self.layer_strides),
+            "head": head,
+        }
+
+    @classmethod
+    def from_description(cls, desc: dict[str, Any]) -> AdapterContext:
+        """A context whose head has the described shapes and placeholder values (a state dict fills them)."""
+        head = None
+        if desc.get("head") is not None:
+            h = desc["head"]
+            k, d = h["text_shape"]
+            projections = {key: torch.zeros(shape) for key, shape in h["projection_shapes"].items()} or None
+            head = DepthCLIPHead(
+                text_embeddings=torch.zeros(k, d),
+                bins=torch.zeros(k),
+                temperature=h["temperature"],
+                dense=h["dense"],
+                projections=projections,
+            )
+        return cls(
+            image_size=tuple(desc["image_size"]),
+            layer_channels=dict(desc["layer_channels"]),
+            layer_strides=dict(desc["layer_strides"]),
+            head=head,
+        )
+
+    def require_layers(self, layers: tuple[str, ...], adapter: str) -> None:
+        """ValueError unless every layer in ``layers`` is available."""
+        missing = [layer for layer in layers if layer not in self.layer_channels]
+        if missing:
+            raise ValueError(
+                f"adapter {adapter!r} needs CLIP layer(s) {missing}; the features provide {sorted(self.layer_channels)}"
+            )
+
+
+class DepthAdapter(nn.Module):
+    """Base class: the declared inputs and output stride of an adapter."""
+
+    name: str = ""
+    fields: tuple[str, ...] = ()
+    clip_layers: tuple[str, ...] = ()
+    output_stride: int = 1
+
+    def batch_keys(self) -> tuple[str, ...]:
+        """Every batch key the adapter reads."""
+        return self.fields + tuple(clip_key(layer) for layer in self.clip_layers)
+
+
+def normalise_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    """B x 3 x H x W in [0, 1] -> ImageNet-normalised (the normalisation of the CLIP features)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=rgb.dtype, device=rgb.device)[None, :, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=rgb.dtype, device=rgb.device)[None, :, None, None]
+    return (rgb - mean) / std
+
+
+def check_divisible(image_size: tuple[int, int], stride: int, adapter: str) -> None:
+    """ValueError unless both image sides are multiples of ``stride``."""
+    if image_size[0] % stride or image_size[1] % stride:
+        raise ValueError(f"adapter {adapter!r}: image size {tuple(image_size)} must be a multiple of {stride}")

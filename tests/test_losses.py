@@ -1,0 +1,55 @@
+"""Masked losses against hand-computed values; invalid pixels carry no value and no gradient."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from depthcore.config import ConfigError
+from depthcore.losses import build_loss, loss_names
+
+# One image, 2 x 2: the target's 0 and NaN pixels are invalid.
+PRED = torch.tensor([[[[1.0, 2.0], [4.0, 100.0]]]])
+TARGET = torch.tensor([[[[2.0, 2.0], [0.0, float("nan")]]]])
+
+
+def run(name, pred=PRED, target=TARGET):
+    pred = pred.clone().requires_grad_(True)
+    loss = build_loss(name)(pred, {"depth": target})
+    loss.backward()
+    return loss.item(), pred.grad
+
+
+def test_l1_by_hand():
+    value, grad = run("l1")
+    assert value == pytest.approx((1.0 + 0.0) / 2)
+    assert grad[0, 0, 1, 0] == 0 and grad[0, 0, 1, 1] == 0  # invalid pixels: no gradient
+
+
+def test_l2_by_hand():
+    value, grad = run("l2")
+    assert value == pytest.approx((1.0 + 0.0) / 2)
+    assert torch.count_nonzero(grad[0, 0, 1]) == 0
+
+
+def test_silog_by_hand():
+    value, _ = run("silog")
+    d = [math.log(1.0) - math.log(2.0), 0.0]
+    expected = sum(x * x for x in d) / 2 - 0.5 * (sum(d) / 2) ** 2
+    assert value == pytest.approx(expected)
+    # scale invariance (lambda = 1 would be exact; Eigen's 0.5 halves the scale penalty)
+    v2, _ = run("silog", pred=2.0 * TARGET.nan_to_num(1.0))
+    assert v2 == pytest.approx(0.5 * math.log(2.0) ** 2)
+
+
+def test_no_valid_pixel_gives_zero_with_graph():
+    for name in loss_names():
+        value, grad = run(name, target=torch.zeros(1, 1, 2, 2))
+        assert value == 0.0 and torch.count_nonzero(grad) == 0
+
+
+def test_unknown_loss_lists_valid():
+    with pytest.raises(ConfigError, match=r"valid losses are \['l1', 'l2', 'silog'\]"):
+        build_loss("huber")
