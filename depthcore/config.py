@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from depthcore.errors import DepthcoreError
+
 DATA_SOURCES = ("nyuv2", "synthetic")
 
 
-class ConfigError(ValueError):
+class ConfigError(DepthcoreError, ValueError):
     """A params value is missing, unknown or invalid. The message names the dotted key."""
 
 

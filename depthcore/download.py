@@ -18,6 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from depthcore.errors import DepthcoreError
+
 CHUNK_BYTES = 1 << 20
 CONNECT_TIMEOUT_S = 15.0
 OFFLINE_HINT = (
@@ -27,7 +29,7 @@ OFFLINE_HINT = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(DepthcoreError, RuntimeError):
     """A file could not be fetched or failed verification. The message says how to fix it."""
 
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from depthcore.config import SEGMENT_METHODS, FelzenszwalbConfig, SamConfig, SegmentsConfig
 from depthcore.data.store import ResumableStore, open_store
+from depthcore.errors import DepthcoreError
 
 SEGMENTS_VERSION = 1
 TEST_SPLIT = 2
@@ -43,7 +44,7 @@ Segmenter = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 """(rgb H x W x 3 uint8, instances H x W int32 or None) -> labels H x W int32."""
 
 
-class SegmentsError(ValueError):
+class SegmentsError(DepthcoreError, ValueError):
     """The segmenter cannot run on this input (unknown method, dataset lacking instances, ...)."""
 
 

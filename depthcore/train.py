@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from depthcore.config import AdaptersConfig, ConfigError, EvalConfig, TrainConfig
 from depthcore.data.training import TrainingDataset, mirror_batch
+from depthcore.errors import DepthcoreError
 from depthcore.geometry import flip_average, paste_prediction
 from depthcore.metrics import METRIC_NAMES, average, image_metrics
 from depthcore.models.adapters import AdapterContext, DepthAdapter, build_adapter
@@ -43,11 +44,11 @@ SELECTION_METRIC = "abs_rel"  # lower is better; always measured on the val spli
 CURVE_COLUMNS = ("epoch", "lr", "train_loss", *(f"val_{name}" for name in METRIC_NAMES))
 
 
-class TrainingError(RuntimeError):
+class TrainingError(DepthcoreError, RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message says what to change."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DepthcoreError, ValueError):
     """A checkpoint is unreadable, of another format or adapter, or does not fit the features."""
 
 

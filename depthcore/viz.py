@@ -53,8 +53,7 @@ def save_depth_figure(
     fig, axes = plt.subplots(
         n, len(columns), squeeze=False, figsize=(PANEL_INCHES * len(columns), PANEL_INCHES * n * height / width + 0.6)
     )
-    cmap = matplotlib.colormaps[DEPTH_CMAP].copy()
-    cmap.set_bad("black")
+    cmap = matplotlib.colormaps[DEPTH_CMAP].with_extremes(bad="black")
     image = None
     for row in range(n):
         for col, (name, depth) in enumerate(columns):

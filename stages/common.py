@@ -23,10 +23,10 @@ def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
 
 def run(main: Callable[[dict[str, Any]], None]) -> None:
     """Call ``main(params)``; print depthcore's user-facing errors briefly and exit 1."""
-    from depthcore.errors import USER_ERRORS
+    from depthcore.errors import DepthcoreError
 
     try:
         main(load_params())
-    except USER_ERRORS as exc:
+    except (DepthcoreError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

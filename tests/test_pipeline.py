@@ -21,8 +21,6 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_EMAIL": "test@depthcore.invalid",
 }
 
-pytestmark = pytest.mark.slow
-
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY}
@@ -66,6 +64,18 @@ def dvc(clone: Path, *args: str) -> str:
     return _run([str(BIN / "dvc"), *args], clone).stdout
 
 
+def test_stage_reports_bad_params_in_one_line_and_exits_non_zero(tmp_path):
+    (tmp_path / "params.yaml").write_text("data:\n  source: kitti\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages/fetch_data.py")], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: params 'data.source': unknown value 'kitti'")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
 def test_fetch_data_and_prepare_offline(tmp_path):
     clone = make_clone(
         tmp_path, {"data.source": "synthetic", "data.synthetic.images": 4, "data.synthetic.views_per_room": 2}
@@ -110,6 +120,7 @@ def _ran(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
+@pytest.mark.slow
 def test_full_offline_repro_then_experiment_reruns_only_train_and_evaluate(tmp_path):
     clone = make_clone(tmp_path, OFFLINE)
     out = dvc(clone, "repro")

@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 
 from depthcore.download import RemoteFile
+from depthcore.errors import DepthcoreError
 
 MAT_NAME = "nyu_depth_v2_labeled.mat"
 SPLITS_NAME = "splits.mat"
@@ -26,7 +27,7 @@ N_TRAIN, N_TEST = 795, 654
 REQUIRED_DATASETS = ("images", "depths", "rawDepths", "labels", "instances", "scenes")
 
 
-class NYUv2Error(RuntimeError):
+class NYUv2Error(DepthcoreError, RuntimeError):
     """The .mat or split file is missing, truncated, or not laid out as the official files are."""
 
 

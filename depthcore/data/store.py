@@ -24,12 +24,14 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
+from depthcore.errors import DepthcoreError
+
 ZSTD_LEVEL = 3
 _PROGRESS = "_items_done"
 _FINGERPRINT = "_fingerprint"
 
 
-class StoreError(RuntimeError):
+class StoreError(DepthcoreError, RuntimeError):
     """A store is missing, unfinished, or was written with settings that do not match."""
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from depthcore.config import CLIP_LAYERS, ClipConfig
 from depthcore.download import DownloadError, RemoteFile, fetch, sha256_of
+from depthcore.errors import DepthcoreError
 
 PRETRAINED_OPENAI = "openai"
 PRETRAINED_NONE = "none"
@@ -38,7 +39,7 @@ OPENAI_METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
 LAYER_STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 
 
-class ClipError(ValueError):
+class ClipError(DepthcoreError, ValueError):
     """An unknown CLIP model, a missing weights file, or weights that do not fit the model."""
 
 

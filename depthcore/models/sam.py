@@ -18,6 +18,7 @@ from segment_anything.modeling import Sam
 
 from depthcore.config import SAM_MODELS, SamConfig
 from depthcore.download import RemoteFile, fetch, sha256_of
+from depthcore.errors import DepthcoreError
 
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 # Sizes and SHA-256 of the official releases (the hashes are the ones published alongside the
@@ -46,7 +47,7 @@ PRETRAINED_OFFICIAL = "official"
 PRETRAINED_NONE = "none"
 
 
-class SamWeightsError(RuntimeError):
+class SamWeightsError(DepthcoreError, RuntimeError):
     """SAM weights are missing, unreadable, or do not belong to the chosen ``sam.model``."""
 
 
