@@ -30,8 +30,9 @@ import torch
 from depthcore.config import DataConfig, SamConfig, SegmentsConfig
 from depthcore.data.prepare import fetch_data, prepare_dataset
 from depthcore.data.store import open_store, write_json_atomic
+from depthcore.device import default_device
 from depthcore.models.sam import build_sam
-from depthcore.segments import SamSegmenter, build_segmenter, default_device
+from depthcore.segments import SamSegmenter, build_segmenter
 
 NYUV2_IMAGES = 1449
 RESULTS = Path(__file__).parent / "results" / "segments.json"

@@ -36,6 +36,7 @@ from depthcore.config import AdaptersConfig, ClipConfig, DataConfig, DepthclipCo
 from depthcore.data.prepare import fetch_data, prepare_dataset  # noqa: E402
 from depthcore.data.store import ResumableStore, open_store  # noqa: E402
 from depthcore.data.training import TrainingDataset  # noqa: E402
+from depthcore.device import default_device  # noqa: E402
 from depthcore.features import extract_clip_features  # noqa: E402
 from depthcore.losses import build_loss  # noqa: E402
 from depthcore.models.adapters import ADAPTERS, AdapterContext, build_adapter  # noqa: E402
@@ -139,7 +140,7 @@ def main() -> None:
     adapters_params = params.get("adapters", {})
     adapters_params.setdefault("msa", {})["layers"] = args.layers
     cfg = AdaptersConfig.from_params(adapters_params, prefix="adapters")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     results = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(),

@@ -25,7 +25,8 @@ CONNECT_TIMEOUT_S = 15.0
 OFFLINE_HINT = (
     "To run without network, use the synthetic data and random weights:\n"
     "    make repro-offline\n"
-    "(equivalently: dvc exp run -S data.source=synthetic -S clip.pretrained=none -S sam.pretrained=none)"
+    "(equivalently: dvc exp run -S data.source=synthetic -S clip.pretrained=none -S sam.pretrained=none "
+    "-S sam.points_per_side=8)"
 )
 
 

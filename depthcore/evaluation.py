@@ -7,13 +7,18 @@ metres for all N dataset images; only the images of the chosen split are scored,
 
 from __future__ import annotations
 
+import csv
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from depthcore.config import EvalConfig
 from depthcore.data.splits import SPLIT_CODES
+from depthcore.data.store import write_json_atomic
 from depthcore.metrics import METRIC_NAMES, average, image_metrics
+from depthcore.viz import save_depth_figure
 
 
 def split_indices(dataset, split: str) -> np.ndarray:
@@ -61,3 +66,49 @@ def evaluate_predictions(
             }
         )
     return average(per_image), rows
+
+
+def write_report(
+    predictions,
+    dataset,
+    *,
+    cfg: EvalConfig,
+    metrics_path: Path | str,
+    figure_path: Path | str,
+    figure_columns: list[tuple[str, Any]],
+    extra: dict[str, Any] | None = None,
+    per_image_path: Path | str | None = None,
+    split: str = "test",
+) -> dict[str, Any]:
+    """Score ``predictions`` on ``split`` and write what a stage reports; returns the metrics.
+
+    Writes ``metrics_path`` (metrics, ``n_images``, ``split`` and ``extra``), optionally the per-image
+    rows as CSV, and a figure of the first ``cfg.figure_images`` split images (at least one: the figure
+    is a DVC output): RGB | ground truth | each (name, (N, 480, 640) array) of ``figure_columns``.
+    """
+    metrics, rows = evaluate_predictions(predictions, dataset, cfg=cfg, split=split)
+    write_json_atomic(metrics_path, {**metrics, "split": split, **(extra or {})})
+    if per_image_path is not None:
+        write_csv_atomic(per_image_path, rows)
+    print(f"{split}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    shown = split_indices(dataset, split)[: max(cfg.figure_images, 1)]
+    save_depth_figure(
+        figure_path,
+        rgb=dataset["rgb"].get_orthogonal_selection((shown,)),
+        gt=dataset["depth_eval"].get_orthogonal_selection((shown,)),
+        predictions=[(name, array.get_orthogonal_selection((shown,))) for name, array in figure_columns],
+        titles=[f"image {i}" for i in shown],
+    )
+    return metrics
+
+
+def write_csv_atomic(path: Path | str, rows: list[dict[str, Any]]) -> None:
+    """Rows (dicts with the same keys) as CSV, via a temporary file and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)

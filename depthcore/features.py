@@ -27,6 +27,7 @@ from zarr.codecs import BloscCodec
 
 from depthcore.config import ClipConfig
 from depthcore.data.store import ResumableStore, StoreError, open_store
+from depthcore.device import autocast, default_device
 from depthcore.geometry import DEPTHCLIP_CROP, NYU_HEIGHT, NYU_WIDTH, crop_shape, crop_tensor
 from depthcore.models.clip_backbone import ClipBackbone, weights_tag
 
@@ -100,12 +101,6 @@ def _dataset_fingerprint(dataset) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return torch.autocast(device_type=device.type, enabled=False)
-
-
 def extract_clip_features(
     dataset_path: Path | str,
     out: Path | str,
@@ -124,7 +119,7 @@ def extract_clip_features(
     n = int(dataset["rgb"].shape[0])
     if tuple(dataset["rgb"].shape[1:]) != (NYU_HEIGHT, NYU_WIDTH, 3):
         raise StoreError(f"{dataset_path}: rgb is {dataset['rgb'].shape}, expected (N, {NYU_HEIGHT}, {NYU_WIDTH}, 3)")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     layers = tuple(cfg.cache_layers)
     attrs = features_attrs(backbone, cfg, weights_sha256=weights_sha256, layers=layers)
     fingerprint = {**attrs, "batch_size": cfg.batch_size, "dataset": _dataset_fingerprint(dataset), "n": n}
@@ -148,7 +143,7 @@ def extract_clip_features(
         for lo in range(start, n, cfg.batch_size):
             hi = min(lo + cfg.batch_size, n)
             images = preprocess(torch.from_numpy(dataset["rgb"][lo:hi])).to(device)
-            with torch.no_grad(), _autocast(device):
+            with torch.no_grad(), autocast(device):
                 feats = backbone.forward_features(torch.cat([images, images.flip(-1)]), layers)
             for name, value in feats.items():
                 value = value.float().unflatten(0, (N_VIEWS, hi - lo)).transpose(0, 1)

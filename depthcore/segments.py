@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from depthcore.config import SEGMENT_METHODS, FelzenszwalbConfig, SamConfig, SegmentsConfig
 from depthcore.data.store import ResumableStore, open_store
+from depthcore.device import default_device
 from depthcore.errors import DepthcoreError
 
 SEGMENTS_VERSION = 1
@@ -174,11 +175,6 @@ class SamSegmenter:
 
     def __call__(self, rgb: np.ndarray, instances: np.ndarray | None = None) -> np.ndarray:
         return assemble_labels(self.masks(rgb), rgb.shape[:2])
-
-
-def default_device() -> torch.device:
-    """The GPU when one is available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def build_segmenter(

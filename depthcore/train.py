@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from depthcore.config import AdaptersConfig, ConfigError, EvalConfig, TrainConfig
+from depthcore.data.store import ResumableStore
 from depthcore.data.training import TrainingDataset, mirror_batch
+from depthcore.device import autocast, default_device
 from depthcore.errors import DepthcoreError
-from depthcore.geometry import flip_average, paste_prediction
+from depthcore.geometry import NYU_HEIGHT, NYU_WIDTH, flip_average, paste_prediction
 from depthcore.metrics import METRIC_NAMES, average, image_metrics
 from depthcore.models.adapters import AdapterContext, DepthAdapter, build_adapter
 
@@ -137,11 +139,6 @@ def upsample_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(pred, size=size, mode="bilinear", align_corners=True)
 
 
-def autocast(device: torch.device, enabled: bool):
-    """float16 autocast on CUDA when ``enabled``; a no-op context elsewhere."""
-    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled and device.type == "cuda")
-
-
 @torch.no_grad()
 def predict_full(model: nn.Module, batch: dict[str, torch.Tensor], *, amp: bool = False) -> torch.Tensor:
     """Full-frame prediction B x 1 x 480 x 640 metres (0 outside the crop) for a batch loaded with
@@ -154,7 +151,21 @@ def predict_full(model: nn.Module, batch: dict[str, torch.Tensor], *, amp: bool 
     return paste_prediction(flip_average(pred, pred_mirrored))
 
 
-@torch.no_grad()
+def iter_predictions(
+    model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False, progress: bool = False
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """For each batch of ``loader`` (loaded with ``with_flipped=True``): its dataset rows (B,) and
+    full-frame predictions B x 480 x 640 (metres, numpy), from :func:`predict_full` in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
+            indices = batch.pop("index").numpy()
+            yield indices, predict_full(model, to_device(batch, device), amp=amp)[:, 0].cpu().numpy()
+    finally:
+        model.train(was_training)
+
+
 def evaluate_model(
     model: nn.Module,
     loader: DataLoader,
@@ -163,20 +174,13 @@ def evaluate_model(
     eval_cfg: EvalConfig,
     device: torch.device,
     amp: bool = False,
-    on_prediction: Callable[[np.ndarray, np.ndarray], None] | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, float], list[dict[str, float] | None]]:
     """Shared-protocol metrics of ``model`` over ``loader``'s images against ``gt_depth[index]``.
 
-    gt_depth: (N, 480, 640) array-like (the dataset's ``depth_eval``). ``on_prediction(indices,
-    depths)`` receives each batch's dataset rows and B x 480 x 640 predictions (e.g. to store them).
-    """
-    was_training = model.training
-    model.eval()
+    gt_depth: (N, 480, 640) array-like (the dataset's ``depth_eval``)."""
     rows = []
-    for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
-        indices = batch.pop("index").numpy()
-        depth = predict_full(model, to_device(batch, device), amp=amp)[:, 0].cpu().numpy()
+    for indices, depth in iter_predictions(model, loader, device=device, amp=amp, progress=progress):
         for index, pred in zip(indices, depth, strict=True):
             rows.append(
                 image_metrics(
@@ -187,10 +191,29 @@ def evaluate_model(
                     median_scaling=eval_cfg.median_scaling,
                 )
             )
-        if on_prediction is not None:
-            on_prediction(indices, depth)
-    model.train(was_training)
     return average(rows), rows
+
+
+def predict_to_store(
+    model: nn.Module,
+    loader: DataLoader,
+    out: Path | str,
+    *,
+    n_images: int,
+    fingerprint: Mapping[str, Any],
+    attrs: Mapping[str, Any],
+    device: torch.device,
+    progress: bool = True,
+) -> Path:
+    """Write ``out`` with ``depth`` (n_images, 480, 640) float32 metres: ``loader``'s images filled,
+    0 elsewhere (atomic, like every store)."""
+    store = ResumableStore(out, fingerprint={**fingerprint, "n": n_images})
+    depth = store.array("depth", (n_images, NYU_HEIGHT, NYU_WIDTH), np.float32)
+    for indices, preds in iter_predictions(model, loader, device=device, progress=progress):
+        for index, pred in zip(indices, preds, strict=True):
+            depth[int(index)] = pred
+    store.mark_done(n_images)
+    return store.commit(attrs)
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -272,7 +295,7 @@ def train(
     if len(val_set) == 0:
         raise ConfigError("the val split is empty: model selection needs val images (set data.val_fraction > 0)")
     seed_everything(seed)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     use_amp = cfg.amp and device.type == "cuda"
     model = model.to(device)
     describe = _plain(dict(describe)) | {"seed": seed, "train": cfg.to_dict()}

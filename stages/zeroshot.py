@@ -7,12 +7,11 @@ plots/zeroshot.png (RGB | ground truth | zero-shot for the first test images).
 from common import run
 
 from depthcore.config import ClipConfig, DepthclipConfig, EvalConfig
-from depthcore.data.store import open_store, write_json_atomic
-from depthcore.evaluation import evaluate_predictions, split_indices
+from depthcore.data.store import open_store
+from depthcore.evaluation import write_report
 from depthcore.features import check_clip_features
 from depthcore.models.clip_backbone import build_clip_backbone, weights_sha256
 from depthcore.models.depthclip import build_depthclip_head
-from depthcore.viz import save_depth_figure
 from depthcore.zeroshot import predict_zeroshot
 
 DATASET = "data/prepared/dataset.zarr"
@@ -21,7 +20,6 @@ WEIGHTS_DIR = "data/weights"
 OUT = "data/predictions/zeroshot.zarr"
 METRICS = "metrics/zeroshot.json"
 FIGURE = "plots/zeroshot.png"
-SPLIT = "test"
 
 
 def main(params):
@@ -36,19 +34,14 @@ def main(params):
     fingerprint = {"depthclip": head_cfg.to_dict(), "model": clip_cfg.model, "weights_sha256": sha}
     predict_zeroshot(features, OUT, head=head, fingerprint=fingerprint)
 
-    dataset = open_store(DATASET, required=("rgb", "depth_eval", "split", "scene"))
     depth = open_store(OUT, required=("depth",))["depth"]
-    metrics, _rows = evaluate_predictions(depth, dataset, cfg=eval_cfg, split=SPLIT)
-    write_json_atomic(METRICS, metrics)
-    print(f"{SPLIT}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-
-    shown = split_indices(dataset, SPLIT)[: max(eval_cfg.figure_images, 1)]  # the figure is a DVC output
-    save_depth_figure(
-        FIGURE,
-        rgb=dataset["rgb"].get_orthogonal_selection((shown,)),
-        gt=dataset["depth_eval"].get_orthogonal_selection((shown,)),
-        predictions=[("DepthCLIP zero-shot", depth.get_orthogonal_selection((shown,)))],
-        titles=[f"image {i}" for i in shown],
+    write_report(
+        depth,
+        open_store(DATASET, required=("rgb", "depth_eval", "split", "scene")),
+        cfg=eval_cfg,
+        metrics_path=METRICS,
+        figure_path=FIGURE,
+        figure_columns=[("DepthCLIP zero-shot", depth)],
     )
 
 
