@@ -405,8 +405,8 @@ class MsaConfig(_Section):
     resolution). ``clip_init_weight``: 0 = decoder output alone, > 0 = initial weight of the zero-shot
     depth that the decoder refines (a learned scale). ``segments``: none | color | boundary | pool."""
 
-    layers: tuple[str, ...] = CLIP_LAYERS
-    decoder_channels: int = 64
+    layers: tuple[str, ...] = CLIP_DEFAULT_CACHE_LAYERS  # the published MSA also reads stem and layer1
+    decoder_channels: int = 256
     rgb_channels: int = 16
     clip_init_weight: float = 1.0
     segments: str = "none"
