@@ -77,13 +77,7 @@ def build_sources(root: Path, images: int, layers: list[str]):
 
 def measure(name, cfg, stores, head, *, batch_size, steps, workers, device):
     features = open_store(stores["features"])
-    layers = features.attrs["layers"]
-    context = AdapterContext(
-        image_size=tuple(features.attrs["input_size"]),
-        layer_channels={k: v["channels"] for k, v in layers.items()},
-        layer_strides={k: v["stride"] for k, v in layers.items()},
-        head=head,
-    )
+    context = AdapterContext.from_features(features.attrs, head=head)
     torch.manual_seed(0)
     model = build_adapter(name, cfg=cfg, context=context).to(device)
     loss_fn = build_loss("l1")

@@ -51,18 +51,12 @@ def main(params):
     features = open_store(FEATURES)
     sha = weights_sha256(clip_cfg, WEIGHTS_DIR)
     check_clip_features(features, clip_cfg, weights_sha256=sha)
-    layers = features.attrs["layers"]
     head = None
     if adapter == "clip_adapter":  # text embeddings (and maskclip projections) become checkpoint buffers
         backbone = build_clip_backbone(cfg=clip_cfg, weights_dir=WEIGHTS_DIR)
         head = build_depthclip_head(backbone=backbone, cfg=head_cfg)
         del backbone
-    context = AdapterContext(
-        image_size=tuple(features.attrs["input_size"]),
-        layer_channels={name: spec["channels"] for name, spec in layers.items()},
-        layer_strides={name: spec["stride"] for name, spec in layers.items()},
-        head=head,
-    )
+    context = AdapterContext.from_features(features.attrs, head=head)
     seed_everything(seed)
     model = build_adapter(adapter, cfg=adapters_cfg, context=context)
     loss_fn = build_loss(loss_name)

@@ -58,12 +58,7 @@ def stores(synthetic_dataset, tmp_path_factory):
 
 def setup(stores, adapter="msa", adapters=None, loss="l1", seed=0):
     features = open_store(stores["features"])
-    layers = features.attrs["layers"]
-    context = AdapterContext(
-        image_size=tuple(features.attrs["input_size"]),
-        layer_channels={k: v["channels"] for k, v in layers.items()},
-        layer_strides={k: v["stride"] for k, v in layers.items()},
-    )
+    context = AdapterContext.from_features(features.attrs)
     cfg = AdaptersConfig.from_params(adapters or {"msa": SMALL_MSA})
     seed_everything(seed)
     model = build_adapter(adapter, cfg=cfg, context=context)
@@ -147,10 +142,9 @@ def test_contradicting_settings_are_refused_before_work():
             adapter="msa", loss="l1", adapters=adapters, segments=SegmentsConfig(method="none"), clip=ClipConfig()
         )
     clip = ClipConfig.from_params({"cache_layers": LAYERS})
+    published_msa = AdaptersConfig.from_params({"msa": {"layers": ["stem", "layer1", *LAYERS]}})
     with pytest.raises(ConfigError, match=r"does not cache"):
-        check_training_configs(
-            adapter="msa", loss="l1", adapters=AdaptersConfig(), segments=SegmentsConfig(), clip=clip
-        )
+        check_training_configs(adapter="msa", loss="l1", adapters=published_msa, segments=SegmentsConfig(), clip=clip)
     with pytest.raises(ConfigError, match="valid values are .*'coarse_refine'"):
         check_training_configs(
             adapter="dpt", loss="l1", adapters=AdaptersConfig(), segments=SegmentsConfig(), clip=clip

@@ -17,6 +17,7 @@ state dict but never trained.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,17 @@ class AdapterContext:
             "layer_strides": dict(self.layer_strides),
             "head": head,
         }
+
+    @classmethod
+    def from_features(cls, attrs: Mapping[str, Any], head: DepthCLIPHead | None = None) -> AdapterContext:
+        """The context of a clip.zarr store, from its attrs (input size, per-layer channels and stride)."""
+        layers = attrs["layers"]
+        return cls(
+            image_size=tuple(attrs["input_size"]),
+            layer_channels={name: spec["channels"] for name, spec in layers.items()},
+            layer_strides={name: spec["stride"] for name, spec in layers.items()},
+            head=head,
+        )
 
     @classmethod
     def from_description(cls, desc: dict[str, Any]) -> AdapterContext:
