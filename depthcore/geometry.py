@@ -26,12 +26,6 @@ def crop_shape(crop: tuple[int, int, int, int]) -> tuple[int, int]:
     return bottom - top, right - left
 
 
-def intrinsics_matrix(intrinsics: tuple[float, float, float, float] | list[float]) -> np.ndarray:
-    """3 x 3 camera matrix K from (fx, fy, cx, cy) in pixels."""
-    fx, fy, cx, cy = intrinsics
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-
-
 def scale_intrinsics(
     intrinsics: tuple[float, float, float, float], height: int, width: int
 ) -> tuple[float, float, float, float]:
