@@ -92,14 +92,15 @@ class _Section:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (tuples become lists), e.g. for checkpoints and metrics files."""
-        return _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
+        return plain(dataclasses.asdict(self))  # type: ignore[call-overload]
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+def plain(value: Any) -> Any:
+    """JSON-shaped copy: mappings -> dicts with str keys, tuples -> lists (for checkpoints, attrs, comparisons)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -111,6 +112,23 @@ def _choice(value: str, valid: tuple[str, ...], key: str) -> None:
 def _positive(value: float, key: str) -> None:
     if not value > 0:
         raise ConfigError(f"params '{key}': must be > 0, got {value!r}")
+
+
+def _at_least_one(section: Any, prefix: str, *keys: str) -> None:
+    """Every integer ``section.<key>`` must be >= 1."""
+    for key in keys:
+        if getattr(section, key) < 1:
+            raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(section, key)}")
+
+
+def _layer_list(layers: tuple[str, ...], key: str) -> None:
+    """A non-empty list of distinct CLIP layer names."""
+    if not layers:
+        raise ConfigError(f"params '{key}': list at least one of {list(CLIP_LAYERS)}")
+    for layer in layers:
+        _choice(layer, CLIP_LAYERS, key)
+    if len(set(layers)) != len(layers):
+        raise ConfigError(f"params '{key}': duplicate layer names {list(layers)}")
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -133,9 +151,7 @@ class SyntheticConfig(_Section):
     views_per_room: int = 4
 
     def validate(self, prefix: str) -> None:
-        for key in ("images", "height", "width", "views_per_room"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(self, key)}")
+        _at_least_one(self, prefix, "images", "height", "width", "views_per_room")
         if self.height < 32 or self.width < 32:
             raise ConfigError(f"params '{prefix}': images must be at least 32x32 pixels")
 
@@ -196,14 +212,8 @@ class ClipConfig(_Section):
     init_seed: int = 0
 
     def validate(self, prefix: str) -> None:
-        for layer in self.cache_layers:
-            _choice(layer, CLIP_LAYERS, f"{prefix}.cache_layers")
-        if len(set(self.cache_layers)) != len(self.cache_layers):
-            raise ConfigError(f"params '{prefix}.cache_layers': duplicate layer names {list(self.cache_layers)}")
-        if not self.cache_layers:
-            raise ConfigError(f"params '{prefix}.cache_layers': list at least one of {list(CLIP_LAYERS)}")
-        if self.batch_size < 1:
-            raise ConfigError(f"params '{prefix}.batch_size': must be >= 1")
+        _layer_list(self.cache_layers, f"{prefix}.cache_layers")
+        _at_least_one(self, prefix, "batch_size")
         if not self.pretrained:
             raise ConfigError(f"params '{prefix}.pretrained': give 'openai', 'none' or a checkpoint path")
 
@@ -259,9 +269,7 @@ class SamConfig(_Section):
 
     def validate(self, prefix: str) -> None:
         _choice(self.model, SAM_MODELS, f"{prefix}.model")
-        for key in ("points_per_side", "points_per_batch"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"params '{prefix}.{key}': must be >= 1")
+        _at_least_one(self, prefix, "points_per_side", "points_per_batch")
         if self.min_mask_region_area < 0:
             raise ConfigError(f"params '{prefix}.min_mask_region_area': must be >= 0")
         for key in ("pred_iou_thresh", "stability_score_thresh"):
@@ -326,9 +334,7 @@ class TrainConfig(_Section):
     def validate(self, prefix: str) -> None:
         _choice(self.optimizer, OPTIMIZERS, f"{prefix}.optimizer")
         _choice(self.schedule, SCHEDULES, f"{prefix}.schedule")
-        for key in ("epochs", "batch_size", "step_epochs"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(self, key)}")
+        _at_least_one(self, prefix, "epochs", "batch_size", "step_epochs")
         _positive(self.lr, f"{prefix}.lr")
         for key in ("weight_decay", "grad_clip", "momentum"):
             if getattr(self, key) < 0:
@@ -352,8 +358,7 @@ class ClipAdapterConfig(_Section):
     def validate(self, prefix: str) -> None:
         if not (self.image or self.text):
             raise ConfigError(f"params '{prefix}': image and text are both false, so nothing would be trained")
-        if self.reduction < 1:
-            raise ConfigError(f"params '{prefix}.reduction': must be >= 1, got {self.reduction}")
+        _at_least_one(self, prefix, "reduction")
         if not 0.0 <= self.ratio <= 1.0:
             raise ConfigError(f"params '{prefix}.ratio': must be in [0, 1], got {self.ratio}")
 
@@ -372,9 +377,7 @@ class CoarseRefineConfig(_Section):
 
     def validate(self, prefix: str) -> None:
         _choice(self.mode, COARSE_MODES, f"{prefix}.mode")
-        for key in ("input_stride", "hidden", "coarse_stride", "fine_channels"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(self, key)}")
+        _at_least_one(self, prefix, "input_stride", "hidden", "coarse_stride", "fine_channels")
 
 
 @dataclass(frozen=True)
@@ -394,9 +397,7 @@ class EigenConfig(_Section):
             raise ConfigError(
                 f"params '{prefix}.coarse_channels': give five positive widths, got {list(self.coarse_channels)}"
             )
-        for key in ("hidden", "coarse_stride", "fine_channels"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(self, key)}")
+        _at_least_one(self, prefix, "hidden", "coarse_stride", "fine_channels")
 
 
 @dataclass(frozen=True)
@@ -413,15 +414,8 @@ class MsaConfig(_Section):
 
     def validate(self, prefix: str) -> None:
         _choice(self.segments, MSA_SEGMENTS, f"{prefix}.segments")
-        if not self.layers:
-            raise ConfigError(f"params '{prefix}.layers': give at least one CLIP layer of {list(CLIP_LAYERS)}")
-        for layer in self.layers:
-            _choice(layer, CLIP_LAYERS, f"{prefix}.layers")
-        if len(set(self.layers)) != len(self.layers):
-            raise ConfigError(f"params '{prefix}.layers': duplicate layer names {list(self.layers)}")
-        for key in ("decoder_channels", "rgb_channels"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"params '{prefix}.{key}': must be >= 1, got {getattr(self, key)}")
+        _layer_list(self.layers, f"{prefix}.layers")
+        _at_least_one(self, prefix, "decoder_channels", "rgb_channels")
         if self.clip_init_weight < 0:
             raise ConfigError(f"params '{prefix}.clip_init_weight': must be >= 0, got {self.clip_init_weight}")
 

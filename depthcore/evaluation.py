@@ -7,8 +7,6 @@ metres for all N dataset images; only the images of the chosen split are scored,
 
 from __future__ import annotations
 
-import csv
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import numpy as np
 
 from depthcore.config import EvalConfig
 from depthcore.data.splits import SPLIT_CODES
-from depthcore.data.store import write_json_atomic
+from depthcore.data.store import write_csv_atomic, write_json_atomic
 from depthcore.metrics import METRIC_NAMES, average, image_metrics
 from depthcore.viz import save_depth_figure
 
@@ -100,15 +98,3 @@ def write_report(
         titles=[f"image {i}" for i in shown],
     )
     return metrics
-
-
-def write_csv_atomic(path: Path | str, rows: list[dict[str, Any]]) -> None:
-    """Rows (dicts with the same keys) as CSV, via a temporary file and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 from zarr.codecs import BloscCodec
 
-from depthcore.config import ClipConfig
+from depthcore.config import ClipConfig, plain
 from depthcore.data.store import ResumableStore, StoreError, open_store
 from depthcore.device import autocast, default_device
 from depthcore.geometry import DEPTHCLIP_CROP, NYU_HEIGHT, NYU_WIDTH, crop_shape, crop_tensor
@@ -172,7 +172,7 @@ def check_clip_features(
     wrong = [
         f"{key}: store has {attrs.get(key)!r}, params ask for {value!r}"
         for key, value in expected.items()
-        if _plain(attrs.get(key)) != _plain(value)
+        if plain(attrs.get(key)) != plain(value)
     ]
     if wrong:
         raise StoreError(
@@ -185,7 +185,3 @@ def check_clip_features(
             f"CLIP features store lacks layer(s) {missing} (it caches {sorted(group.array_keys())}); add them to "
             "clip.cache_layers and rerun `dvc repro clip_features`"
         )
-
-
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value)) if value is not None else None

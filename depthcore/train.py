@@ -18,7 +18,6 @@ ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -32,8 +31,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from depthcore.config import AdaptersConfig, ConfigError, EvalConfig, TrainConfig
-from depthcore.data.store import ResumableStore
+from depthcore.config import AdaptersConfig, ConfigError, EvalConfig, TrainConfig, plain
+from depthcore.data.store import ResumableStore, write_csv_atomic
 from depthcore.data.training import TrainingDataset, mirror_batch
 from depthcore.device import autocast, default_device
 from depthcore.errors import DepthcoreError
@@ -84,7 +83,7 @@ def feature_identity(attrs: Mapping[str, Any], layers: tuple[str, ...]) -> dict[
     keys = ("model", "weights", "weights_sha256", "crop", "normalisation")
     out = {key: attrs.get(key) for key in keys}
     out["layers"] = {name: attrs.get("layers", {}).get(name) for name in layers}
-    return _plain(out)
+    return plain(out)
 
 
 def build_from_checkpoint(
@@ -117,14 +116,6 @@ def build_from_checkpoint(
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint weights do not fit adapter {name!r}: {exc}") from exc
     return model
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 # ------------------------------------------------------------------------------------- prediction
@@ -252,16 +243,8 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 def write_curves(path: Path | str, history: list[dict[str, float]]) -> None:
-    """Training curves as CSV (one row per epoch), written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CURVE_COLUMNS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({key: row.get(key) for key in CURVE_COLUMNS})
-    os.replace(tmp, path)
+    """Training curves as CSV (one row per epoch, columns CURVE_COLUMNS), written atomically."""
+    write_csv_atomic(path, history, fieldnames=list(CURVE_COLUMNS))
 
 
 def train(
@@ -298,7 +281,7 @@ def train(
     device = default_device(device)
     use_amp = cfg.amp and device.type == "cuda"
     model = model.to(device)
-    describe = _plain(dict(describe)) | {"seed": seed, "train": cfg.to_dict()}
+    describe = plain(dict(describe)) | {"seed": seed, "train": cfg.to_dict()}
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"adapter {describe.get('adapter')!r} has no trainable parameters")

@@ -13,6 +13,7 @@ workers (each worker re-opens, nothing is written).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -139,4 +140,17 @@ def write_json_atomic(path: Path | str, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def write_csv_atomic(path: Path | str, rows: list[dict[str, Any]], fieldnames: list[str] | None = None) -> None:
+    """Rows (dicts) as CSV with columns ``fieldnames`` (default: the first row's keys), written via a
+    temporary file and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fieldnames or list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
     os.replace(tmp, path)
