@@ -12,7 +12,7 @@ Prints and writes benchmarks/results/clip_features.json:
 Runs offline on rendered synthetic rooms with seeded random weights by default. Random-init
 activations compress differently from pretrained ones (about half the values are exactly zero
 after the ReLUs either way, but the magnitude distributions differ): treat the sizes as indicative
-and rerun with ``--pretrained openai --weights-dir data/weights`` on a machine with the weights.
+and rerun with ``--weights-dir data/weights/clip`` (a ``fetch_clip`` folder) on a machine with the weights.
 
     python benchmarks/clip_features.py                # ~2 min on 2 CPU cores
     python benchmarks/clip_features.py --images 8 --batch-size 4
@@ -31,12 +31,16 @@ import numcodecs
 import numpy as np
 import torch
 
-from depthcore.config import CLIP_LAYERS, ClipConfig, DataConfig, DepthclipConfig
 from depthcore.data.prepare import fetch_data, prepare_dataset
-from depthcore.data.store import open_store
+from depthcore.data.store import Store
 from depthcore.features import extract_clip_features, preprocess
-from depthcore.models.clip_backbone import build_clip_backbone, weights_sha256
+from depthcore.geometry import CLIP_LAYERS
+from depthcore.models.clip_backbone import build_clip_backbone, load_clip_backbone
 from depthcore.models.depthclip import build_depthclip_head, zeroshot_depth
+from depthcore.models.weights import read_manifest
+from depthcore.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
 
 NYU_IMAGES = 1449
 SIZE_LIMIT_GB = 20.0
@@ -68,19 +72,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=2, help="synthetic images to extract (default 2)")
     parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--pretrained", default="none", help="clip.pretrained: none | openai | a path")
-    parser.add_argument("--weights-dir", default="data/weights")
+    parser.add_argument("--weights-dir", default=None, help="a fetch_clip folder (default: seeded random RN50)")
     parser.add_argument("--repeats", type=int, default=1, help="timed backbone batches per device")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     torch.set_grad_enabled(False)
-    cfg_all = ClipConfig(pretrained=args.pretrained, cache_layers=CLIP_LAYERS, batch_size=args.batch_size)
-    default_layers = ClipConfig().cache_layers
-    backbone = build_clip_backbone(cfg=cfg_all, weights_dir=args.weights_dir)
+    defaults = load_params(REPO / "params.yaml")
+    default_layers = defaults.clip.cache_layers
+    if args.weights_dir:
+        backbone, weights = load_clip_backbone(args.weights_dir), read_manifest(args.weights_dir, stage="fetch_clip")
+    else:
+        backbone = build_clip_backbone(model=defaults.clip.model)
+        weights = {"model": defaults.clip.model, "pretrained": "none", "init_seed": 0}
     results: dict = {
-        "model": cfg_all.model,
-        "weights": cfg_all.pretrained,
+        "model": weights["model"],
+        "weights": weights["pretrained"],
         "images": args.images,
         "batch_size": args.batch_size,
         "cpu": platform.processor() or platform.machine(),
@@ -88,12 +95,11 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data_cfg = DataConfig.from_params(
-            {"source": "synthetic", "synthetic": {"images": args.images, "views_per_room": 2}}
-        )
-        fetch_data(data_cfg, tmp / "raw", progress=False)
-        dataset = prepare_dataset(data_cfg, tmp / "raw", tmp / "dataset.zarr", progress=False)
-        rgb = open_store(dataset)["rgb"][:]
+        data = load_params(REPO / "params.yaml", {"data.source": "synthetic", "data.synthetic.images": args.images,
+                                                  "data.synthetic.views_per_room": 1}).data  # fmt: skip
+        fetch_data(data, tmp / "raw", key=None, progress=False)
+        dataset = prepare_dataset("synthetic", tmp / "raw", tmp / "dataset.zarr", key=None, progress=False)
+        rgb = Store(dataset).read("rgb")
 
         speed = {
             "cpu_backbone_images_per_s": _time_backbone(
@@ -108,18 +114,13 @@ def main() -> None:
             backbone = backbone.cpu()
         start = time.perf_counter()
         store = extract_clip_features(
-            dataset,
-            tmp / "clip.zarr",
-            backbone=backbone,
-            cfg=cfg_all,
-            progress=False,
-            weights_sha256=weights_sha256(cfg_all, args.weights_dir),
-            device="cpu",
-        )
+            dataset, tmp / "clip.zarr", backbone=backbone, weights=weights, layers=CLIP_LAYERS,
+            key=None, batch_size=args.batch_size, device="cpu", progress=False,
+        )  # fmt: skip
         speed["cpu_end_to_end_images_per_s"] = args.images / (time.perf_counter() - start)
         results["speed"] = speed
 
-        group = open_store(store)
+        group = Store(store).group
         layers = {}
         for name in CLIP_LAYERS:
             array = group[name]
@@ -150,7 +151,7 @@ def main() -> None:
 
         results["nyuv2_store"] = {"default": extrapolate(default_layers), "all_layers": extrapolate(CLIP_LAYERS)}
 
-        head = build_depthclip_head(backbone=backbone, cfg=DepthclipConfig())
+        head = build_depthclip_head(backbone=backbone, cfg=defaults.depthclip)
         start = time.perf_counter()
         for i in range(args.images):
             zeroshot_depth(head, torch.from_numpy(group["layer4"][i : i + 1]))

@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.test_pipeline import OFFLINE, _ran, _run, dvc, make_clone  # noqa: E402
+from tests.test_pipeline import OFFLINE, _run, dvc, make_clone, ran  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "pipeline.json"
 
@@ -44,9 +44,9 @@ def main() -> None:
     results = {
         "params": overrides,
         "full_repro_s": full_s,
-        "full_repro_stages": sorted(_ran(full_out)),
+        "full_repro_stages": sorted(ran(full_out)),
         "exp_run_clip_adapter_s": exp_s,
-        "exp_run_stages": sorted(_ran(exp_out)),
+        "exp_run_stages": sorted(ran(exp_out)),
         "exp_over_full_ratio": exp_s / full_s,
         "metrics_diff": diff,
     }

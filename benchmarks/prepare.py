@@ -23,21 +23,22 @@ RESULTS = REPO / "benchmarks" / "results" / "prepare.json"
 _CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
-from depthcore.config import DataConfig
 from depthcore.data.prepare import fetch_data, prepare_dataset
-cfg = DataConfig.from_params({params!r})
+from depthcore.params import load_params
+data = load_params({params_file!r}, {overrides!r}).data
 t0 = time.perf_counter()
 if {step!r} == "fetch":
-    fetch_data(cfg, {raw!r}, progress=False)
+    fetch_data(data, {raw!r}, key=None, progress=False)
 else:
-    prepare_dataset(cfg, {raw!r}, {out!r}, progress=False)
+    prepare_dataset(data.source, {raw!r}, {out!r}, key=None, progress=False)
 seconds = time.perf_counter() - t0
 print(json.dumps({{"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
-def _measure(step: str, params: dict, raw: Path, out: Path) -> dict:
-    code = _CHILD.format(repo=str(REPO), params=params, step=step, raw=str(raw), out=str(out))
+def _measure(step: str, overrides: dict, raw: Path, out: Path) -> dict:
+    code = _CHILD.format(repo=str(REPO), params_file=str(REPO / "params.yaml"), overrides=overrides, step=step,
+                         raw=str(raw), out=str(out))  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -90,7 +91,7 @@ def main() -> None:
     results: dict = {"baseline_import_rss_mb": _baseline_rss_mb()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        syn = {"source": "synthetic", "synthetic": {"images": args.synthetic_images}}
+        syn = {"data.source": "synthetic", "data.synthetic.images": args.synthetic_images}
         for step in ("fetch", "prepare"):
             m = _measure(step, syn, tmp / "raw", tmp / "dataset.zarr")
             m["images_per_s"] = args.synthetic_images / m["seconds"]
@@ -108,7 +109,7 @@ def main() -> None:
             },
         )
         results["mat_file_mb"] = (raw / "nyu_depth_v2_labeled.mat").stat().st_size / 2**20
-        m = _measure("prepare", {"source": "nyuv2"}, raw, tmp / "nyu.zarr")
+        m = _measure("prepare", {"data.source": "nyuv2"}, raw, tmp / "nyu.zarr")
         m["images_per_s"] = args.mat_images / m["seconds"]
         results["nyuv2_mat_prepare"] = m
         results["nyuv2_mat_images"] = args.mat_images

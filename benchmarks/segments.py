@@ -27,21 +27,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depthcore.config import DataConfig, SamConfig, SegmentsConfig
 from depthcore.data.prepare import fetch_data, prepare_dataset
-from depthcore.data.store import open_store, write_json_atomic
+from depthcore.data.store import Store
 from depthcore.device import default_device
+from depthcore.io import write_json_atomic
 from depthcore.models.sam import build_sam
+from depthcore.params import load_params
 from depthcore.segments import SamSegmenter, build_segmenter
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def params(**overrides):
+    return load_params(REPO / "params.yaml", {"adapters.msa.segments": "none", "sam.pretrained": "none"} | overrides)
+
 
 NYUV2_IMAGES = 1449
 RESULTS = Path(__file__).parent / "results" / "segments.json"
 
 
 def _render(images: int, root: Path):
-    cfg = DataConfig.from_params({"source": "synthetic", "synthetic": {"images": images, "views_per_room": 1}})
-    fetch_data(cfg, root / "raw", progress=False)
-    data = open_store(prepare_dataset(cfg, root / "raw", root / "dataset.zarr", progress=False))
+    cfg = params(
+        **{"data.source": "synthetic", "data.synthetic.images": max(images, 3), "data.synthetic.views_per_room": 1}
+    )
+    fetch_data(cfg.data, root / "raw", key=None, progress=False)
+    data = Store(prepare_dataset("synthetic", root / "raw", root / "dataset.zarr", key=None, progress=False)).group
     return data["rgb"][:], data["instances"][:]
 
 
@@ -69,7 +79,8 @@ def main() -> None:
         rgb, instances = _render(max(args.images, args.sam_images), Path(tmp))
     results: dict[str, dict] = {}
     for method in ("none", "gt", "felzenszwalb"):
-        segment = build_segmenter(SegmentsConfig(method=method), SamConfig(pretrained="none"), weights_dir=".")
+        cfg = params(**{"segments.method": method})
+        segment = build_segmenter(cfg.segments, cfg.sam, weights_dir=".")
         seconds = []
         for i in range(args.images):
             start = time.perf_counter()
@@ -79,10 +90,10 @@ def main() -> None:
         print(f"{method:>16}: {results[method]['seconds_per_image']:.4f} s/image")
 
     start = time.perf_counter()
-    model = build_sam(cfg=SamConfig(model=args.model, pretrained="none"), weights_dir=".").to(device)
+    model = build_sam(model=args.model).to(device)
     build_s = time.perf_counter() - start
     for pps in args.points_per_side:
-        segmenter = SamSegmenter(model, SamConfig(model=args.model, pretrained="none", points_per_side=pps))
+        segmenter = SamSegmenter(model, params(**{"sam.points_per_side": pps}).sam)
         predictor = segmenter.generator.predictor
         encode_times: list[float] = []
         set_image = predictor.set_image

@@ -1,16 +1,16 @@
-"""Benchmark of training: images/s per adapter, and DataLoader throughput vs the model's step rate.
+"""Benchmark of training: images/s per adapter (and per setting), and the DataLoader vs the model step.
 
-Builds a small synthetic source (rendered rooms, random-weight CLIP RN50 features for the layers in
---layers, zero-shot depth and felzenszwalb-free "gt" segments) in a temporary directory, then for
-every registered adapter (settings: the params.yaml defaults, msa on --layers):
+Builds a small offline pipeline (rendered rooms, random-weight CLIP RN50, zero-shot depth, felzenszwalb
+segments) in a temporary folder with depthcore.pipeline.build_inputs, then for each setting (params
+overrides over params.yaml, see SETTINGS) builds the run exactly as the train stage does
+(depthcore.run.build_training) and measures:
 
-- model: training images/s of forward + loss + backward + optimizer step on batches already in
-  memory (after one warm-up step) on the available device (CUDA when present, else CPU);
-- loader: images/s of a DataLoader over the zarr stores reading exactly that adapter's batch keys
-  with random flips (--workers worker processes);
+- model: training images/s of forward + loss + backward + optimizer step on batches already in memory
+  (after one warm-up step) on the available device (CUDA when present, else CPU);
+- loader: images/s of the run's DataLoader over the zarr stores (--workers worker processes);
 - ratio = loader images/s / model images/s (> 1: the loader is not the bottleneck).
 
-Usage: python benchmarks/train.py [--images 8] [--batch-size 4] [--steps 3] [--workers 0]
+Usage: python benchmarks/train.py [--images 12] [--batch-size 4] [--steps 3] [--workers 0] [--only msa ...]
 Writes benchmarks/results/train.json.
 """
 
@@ -19,85 +19,52 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import yaml
+
+from depthcore.device import default_device
+from depthcore.params import load_params
+from depthcore.paths import Paths
+from depthcore.pipeline import build_inputs
+from depthcore.predict import to_device, upsample_to
+from depthcore.run import build_training
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results" / "train.json"
+OFFLINE = {
+    "data.source": "synthetic",
+    "data.synthetic.views_per_room": 2,
+    "clip.pretrained": "none",
+    "sam.pretrained": "none",
+    "segments.method": "felzenszwalb",
+}
+# name -> params overrides (each a run the train stage could do)
+SETTINGS = {
+    "clip_adapter": {"adapter": "clip_adapter"},
+    "coarse_refine": {"adapter": "coarse_refine"},
+    "eigen": {"adapter": "eigen"},
+    "msa": {"adapter": "msa"},
+}
 
-from depthcore.config import AdaptersConfig, ClipConfig, DataConfig, DepthclipConfig  # noqa: E402
-from depthcore.data.prepare import fetch_data, prepare_dataset  # noqa: E402
-from depthcore.data.store import ResumableStore, open_store  # noqa: E402
-from depthcore.data.training import TrainingDataset  # noqa: E402
-from depthcore.device import default_device  # noqa: E402
-from depthcore.features import extract_clip_features  # noqa: E402
-from depthcore.losses import build_loss  # noqa: E402
-from depthcore.models.adapters import ADAPTERS, AdapterContext, build_adapter  # noqa: E402
-from depthcore.models.clip_backbone import build_clip_backbone  # noqa: E402
-from depthcore.models.depthclip import build_depthclip_head  # noqa: E402
-from depthcore.train import to_device, upsample_to  # noqa: E402
-from depthcore.zeroshot import predict_zeroshot  # noqa: E402
 
-
-def build_sources(root: Path, images: int, layers: list[str]):
-    data_cfg = DataConfig.from_params(
-        {"source": "synthetic", "val_fraction": 0.0, "synthetic": {"images": images, "views_per_room": 2}}
+def measure(params, paths: Paths, *, steps: int, workers: int, device: torch.device) -> dict:
+    run = build_training(params, paths)
+    model, loss_fn = run.model.to(device), run.loss_fn
+    loader = torch.utils.data.DataLoader(
+        run.train_set, batch_size=params.train.batch_size, shuffle=True, num_workers=workers
     )
-    fetch_data(data_cfg, root / "raw", progress=False)
-    dataset = prepare_dataset(data_cfg, root / "raw", root / "dataset.zarr", progress=False)
-    clip_cfg = ClipConfig.from_params({"pretrained": "none", "cache_layers": layers})
-    backbone = build_clip_backbone(cfg=clip_cfg, weights_dir=root)
     t0 = time.perf_counter()
-    extract_clip_features(
-        dataset, root / "clip.zarr", backbone=backbone, cfg=clip_cfg, weights_sha256=None, progress=False
-    )
-    feature_seconds = time.perf_counter() - t0
-    head = build_depthclip_head(backbone=backbone, cfg=DepthclipConfig())
-    predict_zeroshot(open_store(root / "clip.zarr"), root / "zeroshot.zarr", head=head, fingerprint={}, progress=False)
-    data = open_store(dataset)  # segments: the dataset's instances (as segments.method: gt would)
-    seg = ResumableStore(root / "segments.zarr", fingerprint={})
-    labels = seg.array("labels", data["instances"].shape, np.int32)
-    labels[:] = np.asarray(data["instances"][:])
-    seg.commit({"method": "gt"})
-    stores = {
-        "dataset": dataset,
-        "features": root / "clip.zarr",
-        "segments": root / "segments.zarr",
-        "zeroshot": root / "zeroshot.zarr",
-    }
-    return stores, head, feature_seconds
+    batches = list(loader)
+    loader_ips = sum(len(b["index"]) for b in batches) / (time.perf_counter() - t0)
 
-
-def measure(name, cfg, stores, head, *, batch_size, steps, workers, device):
-    features = open_store(stores["features"])
-    context = AdapterContext.from_features(features.attrs, head=head)
-    torch.manual_seed(0)
-    model = build_adapter(name, cfg=cfg, context=context).to(device)
-    loss_fn = build_loss("l1")
-    keys = model.batch_keys() + loss_fn.fields
-    data = TrainingDataset(split="train", keys=keys, flip="random", **stores)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers)
-
-    t0 = time.perf_counter()
-    n_loaded, batches = 0, []
-    for batch in loader:
-        n_loaded += len(batch["index"])
-        batches.append(batch)
-    loader_ips = n_loaded / (time.perf_counter() - t0)
-
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batch = to_device(batches[0], device)
 
     def step():
-        pred = upsample_to(model(batch), tuple(batch["depth"].shape[-2:]))
-        loss = loss_fn(pred, batch)
+        loss = loss_fn(upsample_to(model(batch), run.train_set.image_size), batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -113,7 +80,7 @@ def measure(name, cfg, stores, head, *, batch_size, steps, workers, device):
     model_ips = steps * len(batch["index"]) / (time.perf_counter() - t0)
     return {
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "batch_keys": list(keys),
+        "batch_keys": sorted(batch),
         "model_images_per_s": model_ips,
         "loader_images_per_s": loader_ips,
         "loader_to_model_ratio": loader_ips / model_ips,
@@ -122,18 +89,14 @@ def measure(name, cfg, stores, head, *, batch_size, steps, workers, device):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=8, help="synthetic images (3/4 of them train)")
+    parser.add_argument("--images", type=int, default=12, help="synthetic images (2 per room; 3 rooms in 4 train)")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per adapter")
+    parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per setting")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    parser.add_argument("--layers", nargs="+", default=["layer2", "layer3", "layer4"], help="cached CLIP layers")
-    parser.add_argument("--adapters", nargs="+", default=list(ADAPTERS))
+    parser.add_argument("--only", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args()
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    adapters_params = params.get("adapters", {})
-    adapters_params.setdefault("msa", {})["layers"] = args.layers
-    cfg = AdaptersConfig.from_params(adapters_params, prefix="adapters")
+    base = OFFLINE | {"data.synthetic.images": args.images, "train.batch_size": args.batch_size}
     device = default_device()
     results = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
@@ -141,26 +104,19 @@ def main() -> None:
         "images": args.images,
         "batch_size": args.batch_size,
         "workers": args.workers,
-        "layers": args.layers,
-        "adapters": {},
+        "settings": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        stores, head, feature_seconds = build_sources(Path(tmp), args.images, args.layers)
-        results["clip_features_images_per_s"] = args.images / feature_seconds
-        for name in args.adapters:
-            m = measure(
-                name,
-                cfg,
-                stores,
-                head,
-                batch_size=args.batch_size,
-                steps=args.steps,
-                workers=args.workers,
-                device=device,
-            )
-            results["adapters"][name] = m
+        paths = Paths().under(tmp)
+        t0 = time.perf_counter()
+        build_inputs(load_params(REPO / "params.yaml", base), paths)
+        results["build_inputs_s"] = time.perf_counter() - t0
+        for name in args.only:
+            params = load_params(REPO / "params.yaml", base | SETTINGS[name])
+            m = measure(params, paths, steps=args.steps, workers=args.workers, device=device)
+            results["settings"][name] = m | {"overrides": SETTINGS[name]}
             print(
-                f"{name:14s} {m['parameters']:>10,d} params  train {m['model_images_per_s']:7.2f} img/s  "
+                f"{name:24s} {m['parameters']:>11,d} params  train {m['model_images_per_s']:7.2f} img/s  "
                 f"loader {m['loader_images_per_s']:7.2f} img/s  loader/model {m['loader_to_model_ratio']:6.1f}"
             )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

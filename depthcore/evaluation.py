@@ -1,8 +1,8 @@
 """Evaluate stored predictions against ``dataset.zarr`` with the one NYUv2 protocol.
 
-Shared by every stage that reports metrics (zeroshot, evaluate): predictions are (N, 480, 640)
-metres for all N dataset images; only the images of the chosen split are scored, against
-``depth_eval``, with :mod:`depthcore.metrics`.
+Shared by every stage that reports test metrics (zeroshot, evaluate): predictions are (N, 480, 640)
+metres for all N dataset images; only the official test images are scored, against ``depth_eval``,
+with :mod:`depthcore.metrics`. Metrics files hold numbers only.
 """
 
 from __future__ import annotations
@@ -12,89 +12,70 @@ from typing import Any
 
 import numpy as np
 
-from depthcore.config import EvalConfig
-from depthcore.data.splits import SPLIT_CODES
-from depthcore.data.store import write_csv_atomic, write_json_atomic
+from depthcore.data.splits import split_indices
+from depthcore.data.store import Store
+from depthcore.io import write_csv_atomic, write_json_atomic
 from depthcore.metrics import METRIC_NAMES, average, image_metrics
 from depthcore.viz import save_depth_figure
 
-
-def split_indices(dataset, split: str) -> np.ndarray:
-    """Dataset indices (ascending) of the images in ``split`` ('train', 'val' or 'test')."""
-    if split not in SPLIT_CODES:
-        raise ValueError(f"unknown split {split!r}; valid splits are {list(SPLIT_CODES)}")
-    return np.flatnonzero(np.asarray(dataset["split"][:]) == SPLIT_CODES[split])
+PER_IMAGE_COLUMNS = ["index", "scene", "valid", *METRIC_NAMES]
 
 
-def evaluate_predictions(
-    predictions, dataset, *, cfg: EvalConfig, split: str = "test"
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Metrics of ``predictions`` on ``split``.
+def evaluate_predictions(predictions: Store, dataset: Store, *, cfg) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Metrics of ``predictions`` (a store with ``depth``) on the test images of ``dataset``.
 
-    predictions: (N, H, W) array-like (numpy or zarr) in metres, one per dataset image;
-    dataset: the open dataset.zarr group. Returns the averaged metrics (METRIC_NAMES plus
-    ``n_images``, the images with valid pixels) and one row per split image: ``index``, ``scene``,
-    ``valid`` (bool) and the metrics (None where the image had no valid pixel).
+    cfg: the eval section. Returns the averaged metrics (METRIC_NAMES plus ``n_images``, the images with
+    valid pixels) and one row per test image: ``index``, ``scene``, ``valid`` and the metrics (None
+    where the image had no valid pixel).
     """
-    gt_array = dataset["depth_eval"]
-    if tuple(predictions.shape) != tuple(gt_array.shape):
+    if predictions.shape("depth") != dataset.shape("depth_eval"):
         raise ValueError(
-            f"predictions have shape {tuple(predictions.shape)} but the dataset's depth_eval is {tuple(gt_array.shape)}"
+            f"predictions have shape {predictions.shape('depth')} but the dataset's depth_eval is "
+            f"{dataset.shape('depth_eval')}"
         )
-    indices = split_indices(dataset, split)
-    if len(indices) == 0:
-        raise ValueError(f"the dataset has no {split} images to evaluate")
-    scenes = np.asarray(dataset["scene"][:])
+    scenes = dataset.read("scene")
     per_image, rows = [], []
-    for index in indices:
+    for index in split_indices(dataset.read("split"), "test"):
         row = image_metrics(
-            np.asarray(gt_array[index]),
-            np.asarray(predictions[index], dtype=np.float32),
+            dataset.read("depth_eval", int(index)),
+            predictions.read("depth", int(index)).astype(np.float32),
             min_depth=cfg.min_depth,
             max_depth=cfg.max_depth,
             median_scaling=cfg.median_scaling,
         )
         per_image.append(row)
-        rows.append(
-            {
-                "index": int(index),
-                "scene": int(scenes[index]),
-                "valid": row is not None,
-                **{name: (None if row is None else row[name]) for name in METRIC_NAMES},
-            }
-        )
+        metrics = {name: (None if row is None else row[name]) for name in METRIC_NAMES}
+        rows.append({"index": int(index), "scene": int(scenes[index]), "valid": row is not None, **metrics})
     return average(per_image), rows
 
 
 def write_report(
-    predictions,
-    dataset,
+    predictions: Store,
+    dataset: Store,
     *,
-    cfg: EvalConfig,
+    cfg,
     metrics_path: Path | str,
     figure_path: Path | str,
-    figure_columns: list[tuple[str, Any]],
-    extra: dict[str, Any] | None = None,
+    figure_columns: list[tuple[str, Store]],
     per_image_path: Path | str | None = None,
-    split: str = "test",
 ) -> dict[str, Any]:
-    """Score ``predictions`` on ``split`` and write what a stage reports; returns the metrics.
+    """Score ``predictions`` on the test images and write what a stage reports; returns the metrics.
 
-    Writes ``metrics_path`` (metrics, ``n_images``, ``split`` and ``extra``), optionally the per-image
-    rows as CSV, and a figure of the first ``cfg.figure_images`` split images (at least one: the figure
-    is a DVC output): RGB | ground truth | each (name, (N, 480, 640) array) of ``figure_columns``.
+    Writes ``metrics_path`` (the metrics and ``n_images``), optionally the per-image rows as CSV, and a
+    figure of the first ``cfg.figure_images`` test images (at least one: the figure is a DVC output):
+    RGB | ground truth | the ``depth`` of each (name, store) of ``figure_columns``.
     """
-    metrics, rows = evaluate_predictions(predictions, dataset, cfg=cfg, split=split)
-    write_json_atomic(metrics_path, {**metrics, "split": split, **(extra or {})})
+    metrics, rows = evaluate_predictions(predictions, dataset, cfg=cfg)
+    write_json_atomic(metrics_path, metrics)
     if per_image_path is not None:
-        write_csv_atomic(per_image_path, rows)
-    print(f"{split}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    shown = split_indices(dataset, split)[: max(cfg.figure_images, 1)]
+        write_csv_atomic(per_image_path, rows, PER_IMAGE_COLUMNS)
+    print("test: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    shown = split_indices(dataset.read("split"), "test")[: max(cfg.figure_images, 1)]
     save_depth_figure(
         figure_path,
-        rgb=dataset["rgb"].get_orthogonal_selection((shown,)),
-        gt=dataset["depth_eval"].get_orthogonal_selection((shown,)),
-        predictions=[(name, array.get_orthogonal_selection((shown,))) for name, array in figure_columns],
+        rgb=dataset.read("rgb", shown),
+        gt=dataset.read("depth_eval", shown),
+        predictions=[(name, store.read("depth", shown)) for name, store in figure_columns],
         titles=[f"image {i}" for i in shown],
     )
     return metrics

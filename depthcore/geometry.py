@@ -1,4 +1,5 @@
-"""Image geometry shared by every stage: the fixed crops, camera intrinsics and pinhole maths.
+"""Image geometry shared by every stage: the fixed crops, camera intrinsics, CLIP feature strides,
+the network input normalisation and pinhole maths.
 
 Crops are ``(top, bottom, left, right)`` half-open pixel ranges on the 480 x 640 NYUv2 frame,
 used as ``image[top:bottom, left:right]``. Defined once here; nothing else hard-codes them.
@@ -19,20 +20,29 @@ DEPTHCLIP_CROP = (56, 472, 60, 604)
 # NYUv2 colour-camera intrinsics for 640 x 480 (fx, fy, cx, cy), pixels.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
 
+# The ModifiedResNet CLIP layers and their stride in input pixels. The stem is taken after its third
+# conv, before the 2 x 2 average pool (stride 2).
+CLIP_LAYERS = ("stem", "layer1", "layer2", "layer3", "layer4")
+CLIP_LAYER_STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
+
+# Network input normalisation of every CLIP input (DepthCLIP's choice: ImageNet statistics, not CLIP's).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalise_imagenet(rgb):
+    """B x 3 x H x W float tensor in [0, 1] -> ImageNet-normalised (the input of CLIP and the adapters)."""
+    import torch
+
+    mean = torch.tensor(IMAGENET_MEAN, dtype=rgb.dtype, device=rgb.device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=rgb.dtype, device=rgb.device)[:, None, None]
+    return (rgb - mean) / std
+
 
 def crop_shape(crop: tuple[int, int, int, int]) -> tuple[int, int]:
     """(height, width) of a crop."""
     top, bottom, left, right = crop
     return bottom - top, right - left
-
-
-def scale_intrinsics(
-    intrinsics: tuple[float, float, float, float], height: int, width: int
-) -> tuple[float, float, float, float]:
-    """Intrinsics of the NYU camera resampled from 480 x 640 to ``height`` x ``width``."""
-    sx, sy = width / NYU_WIDTH, height / NYU_HEIGHT
-    fx, fy, cx, cy = intrinsics
-    return (fx * sx, fy * sy, cx * sx, cy * sy)
 
 
 def backproject(depth: np.ndarray, intrinsics) -> np.ndarray:

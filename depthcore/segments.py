@@ -31,13 +31,14 @@ from scipy import ndimage
 from skimage.segmentation import felzenszwalb
 from tqdm import tqdm
 
-from depthcore.config import SEGMENT_METHODS, FelzenszwalbConfig, SamConfig, SegmentsConfig
-from depthcore.data.store import ResumableStore, open_store
+from depthcore.data.splits import TEST
+from depthcore.data.store import ResumableStore, Store
 from depthcore.device import default_device
 from depthcore.errors import DepthcoreError
+from depthcore.io import read_json
 
-SEGMENTS_VERSION = 1
-TEST_SPLIT = 2
+SEGMENTS_VERSION = 2
+SEGMENT_METHODS = ("sam", "gt", "felzenszwalb", "none")
 IOU_MATCH = 0.5  # best IoU at which a ground-truth object counts as found
 CONNECTIVITY_8 = np.ones((3, 3), dtype=bool)
 
@@ -97,7 +98,7 @@ def segment_gt(rgb: np.ndarray, instances: np.ndarray | None) -> np.ndarray:
     return relabel_by_area(instances)
 
 
-def felzenszwalb_segmenter(cfg: FelzenszwalbConfig) -> Segmenter:
+def felzenszwalb_segmenter(cfg) -> Segmenter:
     """scikit-image's graph-based superpixels; every pixel is in one segment (coverage 1)."""
 
     def segment(rgb: np.ndarray, instances: np.ndarray | None = None) -> np.ndarray:
@@ -135,13 +136,15 @@ class SamSegmenter:
     preferring unchanged masks) is done here with SciPy, so OpenCV is not needed.
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: SamConfig):
+    def __init__(self, model: torch.nn.Module, cfg, *, points_per_batch: int = 64):
+        """cfg: the sam section (generator knobs); points_per_batch: prompts per forward pass (memory
+        only, not the result)."""
         from segment_anything import SamAutomaticMaskGenerator
 
         self.generator = SamAutomaticMaskGenerator(
             model,
             points_per_side=cfg.points_per_side,
-            points_per_batch=cfg.points_per_batch,
+            points_per_batch=points_per_batch,
             pred_iou_thresh=cfg.pred_iou_thresh,
             stability_score_thresh=cfg.stability_score_thresh,
             min_mask_region_area=0,
@@ -178,9 +181,10 @@ class SamSegmenter:
 
 
 def build_segmenter(
-    cfg: SegmentsConfig, sam_cfg: SamConfig, *, weights_dir: Path | str, device: torch.device | None = None
+    cfg, sam_cfg, *, weights_dir: Path | str, points_per_batch: int = 64, device: torch.device | None = None
 ) -> Segmenter:
-    """The segmenter ``cfg.method`` names (SAM is built with its weights and moved to ``device``)."""
+    """The segmenter ``cfg.method`` names (cfg: the segments section; SAM is built from the ``fetch_sam``
+    folder ``weights_dir`` and moved to ``device``)."""
     if cfg.method == "none":
         return segment_none
     if cfg.method == "gt":
@@ -188,70 +192,65 @@ def build_segmenter(
     if cfg.method == "felzenszwalb":
         return felzenszwalb_segmenter(cfg.felzenszwalb)
     if cfg.method == "sam":
-        from depthcore.models.sam import build_sam
+        from depthcore.models.sam import load_sam
 
-        model = build_sam(cfg=sam_cfg, weights_dir=weights_dir).to(device or default_device())
-        return SamSegmenter(model, sam_cfg)
+        model = load_sam(weights_dir).to(device or default_device())
+        return SamSegmenter(model, sam_cfg, points_per_batch=points_per_batch)
     raise SegmentsError(f"unknown segments.method {cfg.method!r}; valid methods are {list(SEGMENT_METHODS)}")
 
 
-def segmenter_settings(cfg: SegmentsConfig, sam_cfg: SamConfig, *, weights_dir: Path | str) -> dict[str, Any]:
+def segmenter_settings(cfg, sam_cfg, *, weights_dir: Path | str) -> dict[str, Any]:
     """JSON record of everything that determines the label maps (stored in the attrs)."""
     settings: dict[str, Any] = {"method": cfg.method}
     if cfg.method == "felzenszwalb":
         settings["felzenszwalb"] = cfg.felzenszwalb.to_dict()
     if cfg.method == "sam":
-        from depthcore.models.sam import sam_weights_identity
-
         settings["sam"] = sam_cfg.to_dict()
-        settings["sam_weights"] = sam_weights_identity(sam_cfg, weights_dir)
+        settings["sam_weights"] = read_json(Path(weights_dir) / "weights.json")
     return settings
 
 
 # ----------------------------------------------------------------------------------- stage loop
 def write_segments(
-    cfg: SegmentsConfig,
-    sam_cfg: SamConfig,
+    cfg,
+    sam_cfg,
     dataset: Path | str,
     out: Path | str,
     *,
     weights_dir: Path | str,
+    key: str | None,
+    points_per_batch: int = 64,
     device: torch.device | None = None,
     progress: bool = True,
 ) -> Path:
-    """Segment every image of ``dataset`` into ``out`` (segments.zarr). Resumable and atomic.
+    """Segment every image of ``dataset`` into ``out`` (segments.zarr). Resumable (same ``key``) and atomic.
 
-    Writes ``labels`` (N x H x W int32, the convention of this module) and attrs: the segmenter
-    settings (method, its knobs; for SAM the weights tag and SHA-256), ``height``, ``width``,
-    ``version``. Raises SegmentsError for ``gt`` on a dataset without ``instances``.
+    Writes ``labels`` (N x H x W int32, the convention of this module) and attrs: the segmenter settings
+    (method, its knobs; for SAM the weights manifest), ``version``. Raises SegmentsError for ``gt`` on a
+    dataset without ``instances``.
     """
-    if cfg.method not in SEGMENT_METHODS:
-        raise SegmentsError(f"unknown segments.method {cfg.method!r}; valid methods are {list(SEGMENT_METHODS)}")
-    data = open_store(dataset, required=("rgb",))
+    data = Store(dataset, required=("rgb",))
     if cfg.method == "gt" and "instances" not in data:
         raise SegmentsError(
             f"segments.method 'gt' needs ground-truth object ids, but {dataset} has no 'instances' array; "
             f"use segments.method sam, felzenszwalb or none"
         )
-    n, h, w = data["rgb"].shape[:3]
+    n, h, w = data.shape("rgb")[:3]
     settings = segmenter_settings(cfg, sam_cfg, weights_dir=weights_dir)
-    fingerprint = {
-        "settings": settings,
-        "dataset": {"shape": [n, h, w], "attrs": dict(data.attrs)},
-        "version": SEGMENTS_VERSION,
-    }
-    store = ResumableStore(out, fingerprint=fingerprint)
+    store = ResumableStore(out, key=key)
     labels = store.array("labels", (n, h, w), np.int32)
     if store.done < n:
-        segment = build_segmenter(cfg, sam_cfg, weights_dir=weights_dir, device=device)
-        instances = data["instances"] if cfg.method == "gt" else None
+        segment = build_segmenter(
+            cfg, sam_cfg, weights_dir=weights_dir, points_per_batch=points_per_batch, device=device
+        )
         bar = tqdm(
             range(store.done, n), desc=f"segments ({cfg.method})", total=n, initial=store.done, disable=not progress
         )
         for i in bar:
-            labels[i] = segment(data["rgb"][i], None if instances is None else instances[i])
+            instances = data.read("instances", i) if cfg.method == "gt" else None
+            labels[i] = segment(data.read("rgb", i), instances)
             store.mark_done(i + 1)
-    return store.commit({**settings, "height": h, "width": w, "version": SEGMENTS_VERSION})
+    return store.commit({**settings, "version": SEGMENTS_VERSION})
 
 
 # ------------------------------------------------------------------------------------- alignment
@@ -310,26 +309,41 @@ def summarize_alignment(per_image: Sequence[ImageAlignment]) -> dict[str, Any]:
 
 
 def summarize_segments(segments: Path | str, dataset: Path | str, *, progress: bool = True) -> dict[str, Any]:
-    """The metrics/segments.json summary: :func:`summarize_alignment` over all images ("all") and
-    over the test split only ("test"), plus the segmenter settings. GT alignment keys appear only
-    when the dataset has ``instances``."""
-    labels = open_store(segments, required=("labels",))
-    data = open_store(dataset, required=("split",))
-    instances = data["instances"] if "instances" in data else None
-    split = np.asarray(data["split"][:])
-    if labels["labels"].shape[0] != split.shape[0]:
+    """The metrics/segments.json summary (numbers only): :func:`summarize_alignment` over all images
+    ("all") and over the test split ("test"). GT alignment keys appear only when the dataset has
+    ``instances``."""
+    labels = Store(segments, required=("labels",))
+    data = Store(dataset, required=("split",))
+    split = data.read("split")
+    if labels.shape("labels")[0] != split.shape[0]:
         raise SegmentsError(
-            f"{segments} has {labels['labels'].shape[0]} label maps but {dataset} has {split.shape[0]} images; "
+            f"{segments} has {labels.shape('labels')[0]} label maps but {dataset} has {split.shape[0]} images; "
             "rerun the segments stage"
         )
+    has_gt = "instances" in data
     per_image = [
-        image_alignment(labels["labels"][i], None if instances is None else instances[i])
+        image_alignment(labels.read("labels", i), data.read("instances", i) if has_gt else None)
         for i in tqdm(range(split.shape[0]), desc="segments summary", disable=not progress)
     ]
-    attrs = dict(labels.attrs)
     return {
-        "method": attrs.get("method"),
-        "settings": {k: v for k, v in attrs.items() if k not in ("height", "width", "version")},
         "all": summarize_alignment(per_image),
-        "test": summarize_alignment([a for a, s in zip(per_image, split, strict=True) if s == TEST_SPLIT]),
+        "test": summarize_alignment([a for a, s in zip(per_image, split, strict=True) if s == TEST]),
     }
+
+
+def run_segments(params, paths, *, key: str | None) -> dict[str, Any]:
+    """The segments stage: the label maps and their alignment summary (metrics/segments.json)."""
+    from depthcore.io import write_json_atomic
+
+    out = write_segments(
+        params.segments,
+        params.sam,
+        paths.dataset,
+        paths.segments,
+        weights_dir=paths.sam_weights,
+        key=key,
+        points_per_batch=params.runtime.sam_points_per_batch,
+    )
+    summary = summarize_segments(out, paths.dataset)
+    write_json_atomic(paths.segments_metrics, summary)
+    return summary

@@ -2,20 +2,20 @@
 
 from common import run
 
-from depthcore.config import ClipConfig
-from depthcore.features import extract_clip_features
-from depthcore.models.clip_backbone import build_clip_backbone, weights_sha256
-
-DATASET = "data/prepared/dataset.zarr"
-WEIGHTS_DIR = "data/weights"
-OUT = "data/features/clip.zarr"
+from depthcore.features import cache_clip_features
 
 
-def main(params):
-    cfg = ClipConfig.from_params(params.get("clip"), prefix="clip")
-    backbone = build_clip_backbone(cfg=cfg, weights_dir=WEIGHTS_DIR)
-    sha = weights_sha256(cfg, WEIGHTS_DIR)
-    print(f"wrote {extract_clip_features(DATASET, OUT, backbone=backbone, cfg=cfg, weights_sha256=sha)}")
+def main(stage):
+    p, paths = stage.params, stage.paths
+    out = cache_clip_features(
+        paths.clip_weights,
+        paths.dataset,
+        paths.clip_features,
+        layers=p.clip.cache_layers,
+        key=stage.key,
+        batch_size=p.runtime.clip_batch_size,
+    )
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -1,32 +1,63 @@
-"""What every stage script shares: reading its params sections and turning known errors into
-one clear message and a non-zero exit (instead of a traceback)."""
+"""What every stage script shares: the whole params.yaml validated before any work, the stage's input
+identity (for resuming interrupted work), and depthcore's user errors as one line and exit status 1.
+
+Stage scripts import this module first; it puts the checkout's own root first on ``sys.path``, so a
+stage always runs the ``depthcore`` next to it (the code DVC hashed), also in DVC's experiment copies."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PARAMS_FILE = Path("params.yaml")
+from depthcore.errors import DepthcoreError  # noqa: E402
+from depthcore.params import Params, load_params  # noqa: E402
+from depthcore.paths import Paths  # noqa: E402
 
-
-def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """The whole params.yaml as a dict."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run the stages from the repository root (dvc repro does)")
-    with open(path) as fh:
-        return yaml.safe_load(fh) or {}
+PARAMS_FILE = "params.yaml"
 
 
-def run(main: Callable[[dict[str, Any]], None]) -> None:
-    """Call ``main(params)``; print depthcore's user-facing errors briefly and exit 1."""
-    from depthcore.errors import DepthcoreError
+def dependency_hashes() -> dict[str, Any] | None:
+    """DVC's hashes of the running stage's dependencies (files, folders and params values), from the
+    stage DVC is running (``DVC_STAGE``); None outside ``dvc repro`` / ``dvc exp run``."""
+    name = os.environ.get("DVC_STAGE")
+    if not name:
+        return None
+    from dvc.repo import Repo
 
+    stage = Repo(os.environ.get("DVC_ROOT", ".")).stage.collect(name)[0]
+    return {str(dep.def_path): dep.get_hash().value for dep in stage.deps}
+
+
+@dataclass
+class Stage:
+    """The validated params, the artifact paths, and the input identity of the running stage."""
+
+    params: Params
+    paths: Paths = field(default_factory=Paths)
+
+    @cached_property
+    def key(self) -> str | None:
+        """SHA-256 of the stage's DVC input hashes: interrupted work is resumed only for the same key."""
+        hashes = dependency_hashes()
+        if hashes is None:
+            print("not run by DVC: interrupted work of this stage will not be resumed")
+            return None
+        return hashlib.sha256(json.dumps(hashes, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run(main: Callable[[Stage], None]) -> None:
+    """Validate params.yaml, then call ``main(stage)``; print depthcore's user errors briefly and exit 1."""
     try:
-        main(load_params())
-    except (DepthcoreError, FileNotFoundError) as exc:
+        main(Stage(params=load_params(PARAMS_FILE)))
+    except DepthcoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -2,15 +2,11 @@
 
 from common import run
 
-from depthcore.config import DataConfig
 from depthcore.data.prepare import fetch_data
 
-RAW_DIR = "data/raw"
 
-
-def main(params):
-    cfg = DataConfig.from_params(params.get("data"), prefix="data")
-    for path in fetch_data(cfg, RAW_DIR):
+def main(stage):
+    for path in fetch_data(stage.params.data, stage.paths.raw, key=stage.key):
         print(f"ready: {path}")
 
 

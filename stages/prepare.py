@@ -2,16 +2,12 @@
 
 from common import run
 
-from depthcore.config import DataConfig
 from depthcore.data.prepare import prepare_dataset
 
-RAW_DIR = "data/raw"
-OUT = "data/prepared/dataset.zarr"
 
-
-def main(params):
-    cfg = DataConfig.from_params(params.get("data"), prefix="data")
-    print(f"wrote {prepare_dataset(cfg, RAW_DIR, OUT)}")
+def main(stage):
+    paths = stage.paths
+    print(f"wrote {prepare_dataset(stage.params.data.source, paths.raw, paths.dataset, key=stage.key)}")
 
 
 if __name__ == "__main__":

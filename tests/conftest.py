@@ -1,20 +1,64 @@
-"""Shared fixtures: a tiny synthetic dataset rendered once per test session."""
+"""Shared fixtures: the repository's params with overrides, and a tiny offline pipeline built once per
+session with the library functions the stages call (synthetic rooms, random CLIP, felzenszwalb)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
-from depthcore.config import DataConfig
-from depthcore.data.prepare import fetch_data, prepare_dataset
+from depthcore.params import Params, validate_params, with_overrides
+from depthcore.paths import Paths
+from depthcore.pipeline import build_inputs
 
-SYNTHETIC_IMAGES = 6
-SYNTHETIC_PARAMS = {"source": "synthetic", "synthetic": {"images": SYNTHETIC_IMAGES, "views_per_room": 2}}
+REPO = Path(__file__).resolve().parents[1]
+# 6 rendered images, 2 per room: 3 rooms, one each for test, val and train.
+OFFLINE = {
+    "data.source": "synthetic",
+    "data.synthetic.images": 6,
+    "data.synthetic.views_per_room": 2,
+    "clip.pretrained": "none",
+    "sam.pretrained": "none",
+    "segments.method": "felzenszwalb",
+}
+
+
+def tiny_backbone(seed: int = 0, embed_dim: int = 128):
+    """A ModifiedResNet CLIP with one block per stage and width 8 (layer4: 256 channels), fast on a CPU."""
+    import open_clip
+    import torch
+
+    from depthcore.models.clip_backbone import ClipBackbone
+
+    torch.manual_seed(seed)
+    model = open_clip.model.CLIP(
+        embed_dim=embed_dim,
+        vision_cfg={"layers": [1, 1, 1, 1], "width": 8, "head_width": 8, "image_size": 64},
+        text_cfg={"width": 32, "heads": 2, "layers": 1},
+        quick_gelu=True,
+    )
+    return ClipBackbone(model, model_name="RN50-quickgelu")
+
+
+def default_raw() -> dict:
+    """The repository's params.yaml as a dict (the one place defaults live)."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def make_params(overrides: dict | None = None, *, offline: bool = True) -> Params:
+    """Validated params: the repository's defaults, the offline settings, then ``overrides`` (dotted keys)."""
+    return validate_params(with_overrides(default_raw(), (OFFLINE if offline else {}) | (overrides or {})))
 
 
 @pytest.fixture(scope="session")
-def synthetic_dataset(tmp_path_factory):
-    """Path of a prepared 6-image synthetic dataset.zarr (3 rooms: train / val / test), 480 x 640."""
-    root = tmp_path_factory.mktemp("synthetic")
-    cfg = DataConfig.from_params(SYNTHETIC_PARAMS)
-    fetch_data(cfg, root / "raw", progress=False)
-    return prepare_dataset(cfg, root / "raw", root / "dataset.zarr", progress=False)
+def pipeline(tmp_path_factory) -> Paths:
+    """Paths of an offline pipeline up to the training inputs (6 synthetic images, random-RN50 features
+    of layer2..4, head, zero-shot predictions, felzenszwalb segments), built once per session."""
+    return build_inputs(make_params(), Paths().under(tmp_path_factory.mktemp("pipeline")))
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(pipeline) -> Path:
+    """Path of the prepared 6-image synthetic dataset.zarr (3 rooms), 480 x 640."""
+    return pipeline.dataset

@@ -4,21 +4,34 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_params
 
-from depthcore.config import AdaptersConfig, ConfigError
+from depthcore.errors import DepthcoreError
 from depthcore.models.adapters import ADAPTERS, AdapterContext, build_adapter, clip_key
 from depthcore.models.adapters.msa import segment_boundaries, segment_mean
 from depthcore.models.depthclip import DepthCLIPHead
+from depthcore.params import ConfigError
 
 H, W = 64, 96  # tiny crop, a multiple of 32
 CHANNELS = {"stem": 8, "layer1": 16, "layer2": 16, "layer3": 32, "layer4": 64}
 STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 BINS = (1.0, 1.5, 2.0, 2.5, 3.0)
 TINY = {
-    "coarse_refine": {"hidden": 16, "fine_channels": 8},
-    "eigen": {"coarse_channels": [4, 4, 4, 4, 4], "hidden": 16, "fine_channels": 8},
-    "msa": {"decoder_channels": 32, "rgb_channels": 4, "segments": "pool"},
+    "adapters.coarse_refine.hidden": 16,
+    "adapters.coarse_refine.fine_channels": 8,
+    "adapters.eigen.coarse_channels": [4, 4, 4, 4, 4],
+    "adapters.eigen.hidden": 16,
+    "adapters.eigen.fine_channels": 8,
+    "adapters.msa.decoder_channels": 32,
+    "adapters.msa.rgb_channels": 4,
+    "adapters.msa.segments": "pool",
 }
+
+
+def settings(name: str, **overrides):
+    """The settings of adapter ``name``: tiny widths, then ``overrides`` (keys of adapters.<name>)."""
+    params = make_params(TINY | {f"adapters.{name}.{k}": v for k, v in overrides.items()})
+    return getattr(params.adapters, name)
 
 
 def tiny_context() -> AdapterContext:
@@ -43,7 +56,7 @@ def tiny_batch(b: int = 2) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", list(ADAPTERS))
 def test_adapter_contract(name):
     torch.manual_seed(0)
-    model = build_adapter(name, cfg=AdaptersConfig.from_params(TINY), context=tiny_context())
+    model = build_adapter(name, cfg=settings(name), context=tiny_context())
     batch = tiny_batch()
     for key in batch:
         batch[key].requires_grad_(batch[key].is_floating_point())
@@ -60,7 +73,7 @@ def test_adapter_contract(name):
     # CLIP is frozen: its features are inputs and its tensors (text, bins) buffers, never parameters.
     assert not any(n.startswith("head.") for n, _ in model.named_parameters())
     for layer in CHANNELS:
-        if layer not in model.clip_layers:
+        if clip_key(layer) not in model.batch_keys():
             assert batch[clip_key(layer)].grad is None
 
 
@@ -68,18 +81,19 @@ def test_clip_adapter_switches_and_identity():
     ctx = tiny_context()
     batch = tiny_batch()
     for image, text in ((True, False), (False, True)):
-        cfg = AdaptersConfig.from_params({"clip_adapter": {"image": image, "text": text, "ratio": 0.0}})
-        model = build_adapter("clip_adapter", cfg=cfg, context=ctx)
+        model = build_adapter(
+            "clip_adapter", cfg=settings("clip_adapter", image=image, text=text, ratio=0.0), context=ctx
+        )
         assert (model.image_adapter is not None) == image and (model.text_adapter is not None) == text
         # ratio 0 keeps the original embeddings: exactly DepthCLIP's zero-shot head
         torch.testing.assert_close(model(batch), ctx.head(batch["clip_layer4"]))
     with pytest.raises(ConfigError, match="both false"):
-        AdaptersConfig.from_params({"clip_adapter": {"image": False, "text": False}})
+        settings("clip_adapter", image=False, text=False)
 
 
 def test_registry_unknown_name_lists_valid():
-    with pytest.raises(ConfigError, match="valid adapters are .*msa"):
-        build_adapter("unet", cfg=AdaptersConfig(), context=tiny_context())
+    with pytest.raises(DepthcoreError, match="valid adapters are .*msa"):
+        build_adapter("unet", cfg=settings("msa"), context=tiny_context())
 
 
 def test_msa_segment_helpers_by_hand():
@@ -92,8 +106,8 @@ def test_msa_segment_helpers_by_hand():
 
 
 def test_msa_decoder_alone_needs_no_zeroshot():
-    cfg = AdaptersConfig.from_params({"msa": {"clip_init_weight": 0.0, "layers": ["layer3", "layer4"]}})
+    cfg = settings("msa", clip_init_weight=0.0, layers=["layer3", "layer4"])
     model = build_adapter("msa", cfg=cfg, context=tiny_context())
-    assert "zeroshot" not in model.batch_keys() and model.clip_layers == ("layer3", "layer4")
+    assert "zeroshot" not in model.batch_keys() and model.cfg.cached_layers() == ("layer3", "layer4")
     pred = model(tiny_batch())
     assert (pred > 0).all()

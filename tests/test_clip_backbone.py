@@ -1,24 +1,33 @@
-"""The frozen CLIP backbone: shapes and strides at 416 x 544, freezing, weights loading and fetching."""
+"""The frozen CLIP backbone (shapes and strides at 416 x 544, freezing, informative random init) and the
+fetch_clip folder (manifest, local weights tracked by content, OpenAI conversion, offline failure)."""
 
 from __future__ import annotations
 
+import json
 import urllib.error
 
 import pytest
 import torch
+from conftest import make_params
 
-from depthcore.config import CLIP_LAYERS, ClipConfig
-from depthcore.download import OFFLINE_HINT, DownloadError
-from depthcore.models import clip_backbone
-from depthcore.models.clip_backbone import ClipError, build_clip_backbone, fetch_clip_weights
+from depthcore.download import OFFLINE_HINT, DownloadError, sha256_of
+from depthcore.geometry import CLIP_LAYERS
+from depthcore.models import clip_weights
+from depthcore.models.clip_backbone import build_clip_backbone, load_clip_backbone
+from depthcore.models.clip_weights import ClipError, fetch_clip_weights
+from depthcore.models.weights import WeightsError
 
 RN50_CHANNELS = {"stem": 64, "layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
 RN50_STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 
 
+def clip(**overrides):
+    return make_params({f"clip.{k}": v for k, v in overrides.items()}).clip
+
+
 @pytest.fixture(scope="module")
-def rn50(tmp_path_factory):
-    return build_clip_backbone(cfg=ClipConfig(pretrained="none"), weights_dir=tmp_path_factory.mktemp("w"))
+def rn50():
+    return build_clip_backbone(model="RN50-quickgelu")
 
 
 def test_rn50_feature_shapes_and_strides_at_416x544(rn50):
@@ -51,33 +60,65 @@ def test_attnpool_projections_shapes(rn50):
     assert proj["v_weight"].shape == (2048, 2048) and proj["c_weight"].shape == (1024, 2048)
 
 
-def test_random_init_is_seeded_and_leaves_global_rng(rn50, tmp_path):
+def test_random_init_is_seeded_and_leaves_global_rng(rn50):
     state = torch.random.get_rng_state()
-    again = build_clip_backbone(cfg=ClipConfig(pretrained="none"), weights_dir=tmp_path)
+    again = build_clip_backbone(model="RN50-quickgelu")
     assert torch.equal(torch.random.get_rng_state(), state)
     torch.testing.assert_close(again.clip.visual.conv1.weight, rn50.clip.visual.conv1.weight, rtol=0, atol=0)
-    other = build_clip_backbone(cfg=ClipConfig(pretrained="none", init_seed=1), weights_dir=tmp_path)
+    other = build_clip_backbone(model="RN50-quickgelu", init_seed=1)
     assert not torch.equal(other.clip.visual.conv1.weight, rn50.clip.visual.conv1.weight)
+
+
+def test_random_init_gives_features_with_spatial_structure(rn50):
+    """open_clip's own random init gives layer4 features ~1e-3 in size; the informative init gives O(1-10)
+    features that follow the image: a vertical edge in the input separates the two halves of layer4."""
+    image = torch.zeros(1, 3, 416, 544)
+    image[..., 272:] = 2.0
+    with torch.no_grad():
+        feats = rn50.forward_features(image, ("layer2", "layer4"))
+    for name, value in feats.items():
+        assert 0.5 < value.std().item() < 100, name
+    layer4 = feats["layer4"][0]
+    left, right = layer4[..., :6].mean(dim=(1, 2)), layer4[..., -6:].mean(dim=(1, 2))
+    assert (left - right).norm() > 0.1 * layer4.norm(dim=0).mean()
 
 
 def test_load_local_checkpoint_and_mismatch_names_keys(rn50, tmp_path):
     state = {k: v.half() for k, v in rn50.clip.state_dict().items()}
-    good = tmp_path / "good.pt"
-    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, good)
-    loaded = build_clip_backbone(cfg=ClipConfig(pretrained=str(good), init_seed=5), weights_dir=tmp_path)
+    local = tmp_path / "weights/clip"
+    local.mkdir(parents=True)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, local / "good.pt")
+    out = tmp_path / "data/weights/clip"
+    fetch_clip_weights(clip(pretrained=str(local / "good.pt")), out, local_dir=local)
+    loaded = load_clip_backbone(out)
     torch.testing.assert_close(loaded.clip.visual.conv1.weight, rn50.clip.visual.conv1.weight.half().float())
 
     state.pop("visual.layer4.0.conv1.weight")
     state["visual.extra.weight"] = torch.zeros(1)
-    bad = tmp_path / "bad.pt"
-    torch.save(state, bad)
     with pytest.raises(ClipError, match=r"missing key\(s\) \['visual.layer4.0.conv1.weight'\].*visual.extra.weight"):
-        build_clip_backbone(cfg=ClipConfig(pretrained=str(bad)), weights_dir=tmp_path)
+        build_clip_backbone(model="RN50-quickgelu", state_dict=state)
 
 
-def test_unknown_model_lists_resnets(tmp_path):
+def test_local_weights_are_tracked_by_content(tmp_path):
+    """The manifest records the file's SHA-256: replacing the file's content changes the folder DVC
+    hashes (and so re-runs what used it); files outside weights/clip/ are refused."""
+    local, out = tmp_path / "weights/clip", tmp_path / "out"
+    local.mkdir(parents=True)
+    (local / "w.pt").write_bytes(b"first")
+    cfg = clip(pretrained=str(local / "w.pt"))
+    manifest = json.loads(fetch_clip_weights(cfg, out, local_dir=local).read_text())
+    assert manifest["sha256"] == sha256_of(local / "w.pt") and (out / "w.pt").read_bytes() == b"first"
+    (local / "w.pt").write_bytes(b"second")
+    manifest = json.loads(fetch_clip_weights(cfg, out, local_dir=local).read_text())
+    assert manifest["sha256"] == sha256_of(local / "w.pt") and (out / "w.pt").read_bytes() == b"second"
+    (tmp_path / "elsewhere.pt").write_bytes(b"x")
+    with pytest.raises(WeightsError, match="lies outside .*weights/clip/"):
+        fetch_clip_weights(clip(pretrained=str(tmp_path / "elsewhere.pt")), out, local_dir=local)
+
+
+def test_unknown_model_lists_resnets():
     with pytest.raises(ClipError, match=r"ViT-B-32.*RN50-quickgelu"):
-        build_clip_backbone(cfg=ClipConfig(model="ViT-B-32", pretrained="none"), weights_dir=tmp_path)
+        build_clip_backbone(model="ViT-B-32")
 
 
 def test_bad_images_rejected(rn50):
@@ -87,16 +128,27 @@ def test_bad_images_rejected(rn50):
         rn50.forward_features(torch.zeros(3, 416, 544))
 
 
-def test_fetch_none_and_path(tmp_path):
-    assert fetch_clip_weights(ClipConfig(pretrained="none"), tmp_path / "w") is None
-    assert (tmp_path / "w").is_dir()
-    ckpt = tmp_path / "c.pt"
-    ckpt.write_bytes(b"x")
-    assert fetch_clip_weights(ClipConfig(pretrained=str(ckpt)), tmp_path) == ckpt
-    with pytest.raises(ClipError, match="neither 'openai', 'none' nor an existing"):
-        fetch_clip_weights(ClipConfig(pretrained=str(tmp_path / "missing.pt")), tmp_path)
-    with pytest.raises(ClipError, match="fetch_weights"):
-        build_clip_backbone(cfg=ClipConfig(pretrained="openai"), weights_dir=tmp_path)
+def test_fetch_none_writes_a_manifest_and_removes_old_files(tmp_path):
+    out = tmp_path / "w"
+    out.mkdir()
+    (out / "RN50-quickgelu-openai.safetensors").write_bytes(b"weights of an earlier setting")
+    manifest = fetch_clip_weights(clip(pretrained="none", init_seed=3), out)
+    assert sorted(p.name for p in out.iterdir()) == ["weights.json"]  # old files do not pile up
+    assert json.loads(manifest.read_text()) == {
+        "model": "RN50-quickgelu",
+        "pretrained": "none",
+        "init_seed": 3,
+        "file": None,
+        "sha256": None,
+    }
+    torch.testing.assert_close(
+        load_clip_backbone(out).clip.visual.conv1.weight,
+        build_clip_backbone(model="RN50-quickgelu", init_seed=3).clip.visual.conv1.weight,
+    )
+    with pytest.raises(WeightsError, match="missing.pt. is not a known tag"):
+        fetch_clip_weights(clip(pretrained="weights/clip/missing.pt"), out)
+    with pytest.raises(Exception, match="run `dvc repro fetch_clip`"):
+        load_clip_backbone(tmp_path / "nothing")
 
 
 def test_fetch_openai_offline_fails_fast(tmp_path, monkeypatch):
@@ -105,7 +157,7 @@ def test_fetch_openai_offline_fails_fast(tmp_path, monkeypatch):
 
     monkeypatch.setattr("depthcore.download.urllib.request.urlopen", offline)
     with pytest.raises(DownloadError) as info:
-        fetch_clip_weights(ClipConfig(pretrained="openai"), tmp_path)
+        fetch_clip_weights(clip(pretrained="openai"), tmp_path)
     assert "openaipublic" in str(info.value) and OFFLINE_HINT in str(info.value)
 
 
@@ -116,7 +168,7 @@ class _Archive(torch.nn.Module):
         self.register_buffer("input_resolution", torch.tensor(224))
 
 
-def test_fetch_openai_converts_archive_to_plain_state_dict(tmp_path, monkeypatch):
+def test_fetch_openai_converts_archive_to_safetensors(tmp_path, monkeypatch):
     archive = tmp_path / "RN50.pt"
     torch.jit.save(torch.jit.script(_Archive()), str(archive))
     calls = []
@@ -125,12 +177,14 @@ def test_fetch_openai_converts_archive_to_plain_state_dict(tmp_path, monkeypatch
         calls.append(remote)
         return archive
 
-    monkeypatch.setattr(clip_backbone, "fetch", fake_fetch)
-    cfg = ClipConfig(pretrained="openai")
-    out = fetch_clip_weights(cfg, tmp_path)
-    assert out == tmp_path / "RN50-quickgelu-openai.pt" and not archive.exists()
+    monkeypatch.setattr(clip_weights, "fetch", fake_fetch)
+    cfg = clip(pretrained="openai")
+    manifest = json.loads(fetch_clip_weights(cfg, tmp_path).read_text())
+    out = tmp_path / "RN50-quickgelu-openai.safetensors"
+    assert manifest["file"] == out.name and manifest["sha256"] == sha256_of(out) and not archive.exists()
     assert len(calls[0].sha256) == 64 and calls[0].sha256 in calls[0].url
-    state = torch.load(out, weights_only=True)
-    assert list(state) == ["w"] and torch.equal(state["w"], torch.arange(4.0))
-    assert clip_backbone.weights_sha256(cfg, tmp_path) == clip_backbone.sha256_of(out)
-    assert fetch_clip_weights(cfg, tmp_path) == out and len(calls) == 1  # never fetched again
+    state = clip_weights.load_state_dict(out)
+    assert list(state) == ["w"] and torch.equal(state["w"], torch.arange(4.0))  # metadata entries dropped
+    before = out.read_bytes()
+    fetch_clip_weights(cfg, tmp_path)
+    assert len(calls) == 1 and out.read_bytes() == before  # verified and kept, never fetched again

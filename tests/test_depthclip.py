@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import make_params
 
-from depthcore.config import ConfigError, DepthclipConfig
-from depthcore.models.depthclip import DepthCLIPHead, depth_prompts, zeroshot_depth
+from depthcore.models.depthclip import DepthCLIPHead, depth_prompts, load_head, save_head, zeroshot_depth
 
 BINS = (1.0, 2.0, 3.0)
 
@@ -17,7 +17,7 @@ def _head(text, **kwargs):
 
 
 def test_prompts_follow_template():
-    prompts = depth_prompts(DepthclipConfig())
+    prompts = depth_prompts(make_params().depthclip)
     assert prompts[0] == "This object is giant" and prompts[3] == "This object is not in distance"
     assert len(prompts) == 7
 
@@ -73,10 +73,38 @@ def test_maskclip_projects_through_value_and_output():
 
 
 def test_unknown_dense_mode_lists_valid_ones():
-    with pytest.raises(ConfigError, match=r"'depthclip', 'maskclip'"):
+    with pytest.raises(ValueError, match=r"'depthclip', 'maskclip'"):
         _head(torch.eye(3), dense="mean")
-    with pytest.raises(ConfigError, match=r"valid values are \['depthclip', 'maskclip'\]"):
-        DepthclipConfig.from_params({"dense": "avg"}, prefix="depthclip")
+
+
+def test_softmax_runs_in_float32_under_autocast():
+    """Logits reach 1000 * cos: in bfloat16 / float16 the softmax would round to the wrong bin mix."""
+    text = torch.tensor([[1.0, 0.0], [0.9995, 0.0316]])  # two classes 0.0005 apart in cosine
+    layer4 = torch.tensor([1.0, 0.0, 0.0, 0.0]).reshape(1, 4, 1, 1)
+    head = DepthCLIPHead(text_embeddings=text, bins=(1.0, 2.0), temperature=0.1)
+    want = head(layer4).item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = head(layer4.bfloat16())
+    assert got.dtype == torch.float32 and got.item() == pytest.approx(want, rel=1e-6)
+    assert 1.3 < want < 1.5  # 1000 * 0.0005 = 0.5 logit apart: p = (0.62, 0.38)
+
+
+def test_head_artifact_round_trip(tmp_path):
+    text = torch.nn.functional.normalize(torch.randn(3, 2), dim=-1)
+    proj = {
+        "v_weight": torch.randn(4, 4),
+        "v_bias": torch.randn(4),
+        "c_weight": torch.randn(2, 4),
+        "c_bias": torch.randn(2),
+    }
+    head = _head(text, dense="maskclip", projections=proj)
+    path = save_head(tmp_path / "head.safetensors", head, weights={"model": "RN50-quickgelu"})
+    again = load_head(path)
+    assert again.dense == "maskclip" and again.temperature == 0.1
+    layer4 = torch.randn(1, 4, 2, 3)
+    torch.testing.assert_close(again(layer4), head(layer4), rtol=0, atol=0)
+    save_head(tmp_path / "again.safetensors", again, weights={"model": "RN50-quickgelu"})
+    assert (tmp_path / "again.safetensors").read_bytes() == path.read_bytes()  # deterministic bytes
 
 
 class _Identity(torch.nn.Module):

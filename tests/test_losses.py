@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 
-from depthcore.config import ConfigError
+from depthcore.errors import DepthcoreError
 from depthcore.losses import build_loss, loss_names
 
-# One image, 2 x 2: the target's 0 and NaN pixels are invalid.
-PRED = torch.tensor([[[[1.0, 2.0], [4.0, 100.0]]]])
+# One image, 2 x 2: the target's 0 and NaN pixels are invalid; the valid errors are 1 m and 3 m, so
+# L1 = (1 + 3) / 2 = 2 and L2 = (1 + 9) / 2 = 5 tell the two apart.
+PRED = torch.tensor([[[[1.0, 5.0], [4.0, 100.0]]]])
 TARGET = torch.tensor([[[[2.0, 2.0], [0.0, float("nan")]]]])
 
 
@@ -24,19 +25,21 @@ def run(name, pred=PRED, target=TARGET):
 
 def test_l1_by_hand():
     value, grad = run("l1")
-    assert value == pytest.approx((1.0 + 0.0) / 2)
+    assert value == pytest.approx((1.0 + 3.0) / 2)
+    torch.testing.assert_close(grad[0, 0, 0], torch.tensor([-0.5, 0.5]))  # sign(p - t) / n
     assert grad[0, 0, 1, 0] == 0 and grad[0, 0, 1, 1] == 0  # invalid pixels: no gradient
 
 
 def test_l2_by_hand():
     value, grad = run("l2")
-    assert value == pytest.approx((1.0 + 0.0) / 2)
+    assert value == pytest.approx((1.0 + 9.0) / 2)
+    torch.testing.assert_close(grad[0, 0, 0], torch.tensor([-1.0, 3.0]))  # 2 (p - t) / n
     assert torch.count_nonzero(grad[0, 0, 1]) == 0
 
 
 def test_silog_by_hand():
     value, _ = run("silog")
-    d = [math.log(1.0) - math.log(2.0), 0.0]
+    d = [math.log(1.0) - math.log(2.0), math.log(5.0) - math.log(2.0)]
     expected = sum(x * x for x in d) / 2 - 0.5 * (sum(d) / 2) ** 2
     assert value == pytest.approx(expected)
     # scale invariance (lambda = 1 would be exact; Eigen's 0.5 halves the scale penalty)
@@ -51,5 +54,5 @@ def test_no_valid_pixel_gives_zero_with_graph():
 
 
 def test_unknown_loss_lists_valid():
-    with pytest.raises(ConfigError, match=r"valid losses are \['l1', 'l2', 'silog'\]"):
+    with pytest.raises(DepthcoreError, match=r"valid losses are \['l1', 'l2', 'silog'\]"):
         build_loss("huber")

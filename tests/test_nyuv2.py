@@ -6,10 +6,9 @@ import pytest
 import scipy.io
 import zarr
 
-from depthcore.config import DataConfig
 from depthcore.data import nyuv2
 from depthcore.data.prepare import prepare_dataset
-from depthcore.data.splits import TEST, TRAIN, VAL
+from depthcore.data.splits import TEST, TRAIN, VAL, read_split, write_validation_split
 from depthcore.data.store import partial_path
 
 N, H, W = 6, 12, 16
@@ -82,13 +81,14 @@ def test_instances_combine_class_and_instance_number():
 
 def test_prepare_writes_the_contract(raw, tmp_path):
     root, data = raw
-    cfg = DataConfig.from_params({"source": "nyuv2", "val_fraction": 0.4, "split_seed": 0})
-    out = prepare_dataset(cfg, root, tmp_path / "dataset.zarr", progress=False)
+    out = prepare_dataset("nyuv2", root, tmp_path / "dataset.zarr", key=None, progress=False)
     g = zarr.open_group(str(out), mode="r")
     np.testing.assert_array_equal(g["rgb"][:], data["rgb"])
     np.testing.assert_array_equal(g["depth_eval"][:], data["raw"])
     assert g["instances"].dtype == np.int32 and g["instances"][:].max() <= 6
-    split, scene = g["split"][:], g["scene"][:]
+    np.testing.assert_array_equal(g["split"][:], [TRAIN] * 4 + [TEST] * 2)  # the official split file
+    write_validation_split(out, tmp_path / "split.json", val_fraction=0.4, seed=0)
+    split, scene = read_split(tmp_path / "split.json", N), g["scene"][:]
     np.testing.assert_array_equal(split[4:], [TEST, TEST])
     assert set(split[:4]) == {TRAIN, VAL}
     for s in np.unique(scene[:4]):  # validation is carved by whole scenes
@@ -126,5 +126,5 @@ def test_bad_inputs_fail_clearly_and_leave_no_output(tmp_path, damage, message):
         mat.unlink()
     out = tmp_path / "dataset.zarr"
     with pytest.raises(nyuv2.NYUv2Error, match=message):
-        prepare_dataset(DataConfig.from_params({"source": "nyuv2"}), tmp_path, out, progress=False)
+        prepare_dataset("nyuv2", tmp_path, out, key=None, progress=False)
     assert not out.exists()

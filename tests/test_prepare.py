@@ -1,17 +1,15 @@
-"""prepare on the synthetic source: contract, resume after an interruption, dataset access, config errors."""
+"""fetch_data, prepare and split on the synthetic source: the contract, resuming only the same work,
+a raw folder holding exactly the current source, and a split carved by whole rooms."""
 
 import numpy as np
 import pytest
-import torch
 import zarr
+from conftest import make_params
 
-from depthcore.config import ConfigError, DataConfig
 from depthcore.data import prepare as prepare_module
-from depthcore.data.datasets import DepthDataset
 from depthcore.data.prepare import fetch_data, prepare_dataset
-from depthcore.data.store import partial_path
-
-PARAMS = {"source": "synthetic", "synthetic": {"images": 4, "views_per_room": 2, "height": 48, "width": 64}}
+from depthcore.data.splits import TEST, TRAIN, VAL, read_split, write_validation_split
+from depthcore.data.store import Store, partial_path
 
 
 def _read(path):
@@ -19,64 +17,75 @@ def _read(path):
     return {name: g[name][:] for name in g.array_keys()}, dict(g.attrs)
 
 
-def test_interrupted_prepare_resumes_to_the_same_store(tmp_path, monkeypatch):
-    cfg = DataConfig.from_params(PARAMS)
-    fetch_data(cfg, tmp_path / "raw", progress=False)
-    reference = prepare_dataset(cfg, tmp_path / "raw", tmp_path / "ref.zarr", progress=False)
+def test_dataset_contract(synthetic_dataset):
+    store = Store(synthetic_dataset)
+    assert store.shape("rgb") == (6, 480, 640, 3) and store.shape("pair_pose") == (6, 4, 4)
+    np.testing.assert_array_equal(store.read("depth"), store.read("depth_eval"))  # rendered depth is exact
+    split, scene = store.read("split"), store.read("scene")
+    np.testing.assert_array_equal(scene, [0, 0, 1, 1, 2, 2])
+    assert set(split) == {TRAIN, TEST} and (split == TEST).sum() == 2  # one of three rooms, by the render seed
+    assert store.attrs["source"] == "synthetic" and store.attrs["depth_unit"] == "m"
 
+
+def test_interrupted_prepare_resumes_where_it_stopped(pipeline, tmp_path, monkeypatch):
+    synthetic_dataset = pipeline.dataset
+    raw = pipeline.raw
     monkeypatch.setattr(prepare_module, "PROGRESS_EVERY", 1)
-    out = tmp_path / "dataset.zarr"
-    calls = {"n": 0}
+    written = []
     original = zarr.Array.__setitem__
 
-    def crash_on_third_rgb(self, key, value):
+    def record(self, key, value):
         if self.path == "rgb":
-            calls["n"] += 1
-            if calls["n"] == 3:
+            if len(written) == 3 and stop["now"]:
                 raise KeyboardInterrupt("simulated kill")
+            written.append(key)
         return original(self, key, value)
 
-    monkeypatch.setattr(zarr.Array, "__setitem__", crash_on_third_rgb)
+    stop = {"now": True}
+    monkeypatch.setattr(zarr.Array, "__setitem__", record)
+    out = tmp_path / "dataset.zarr"
     with pytest.raises(KeyboardInterrupt):
-        prepare_dataset(cfg, tmp_path / "raw", out, progress=False)
+        prepare_dataset("synthetic", raw, out, key="same inputs", progress=False)
     assert not out.exists() and partial_path(out).exists()
-    assert zarr.open_group(str(partial_path(out)), mode="r").attrs["_items_done"] == 2
-    monkeypatch.setattr(zarr.Array, "__setitem__", original)
+    stop["now"], written[:] = False, []
+    prepare_dataset("synthetic", raw, out, key="same inputs", progress=False)
+    assert written == [3, 4, 5]  # images 0-2 were not read or written again
+    got, want = _read(out), _read(synthetic_dataset)
+    assert got[1] == want[1]
+    for name in want[0]:
+        np.testing.assert_array_equal(got[0][name], want[0][name], err_msg=name)
 
-    calls["n"] = 0
-    prepare_dataset(cfg, tmp_path / "raw", out, progress=False)
-    assert not partial_path(out).exists()
-    got, got_attrs = _read(out)
-    want, want_attrs = _read(reference)
-    assert got_attrs == want_attrs
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-
-
-def test_dataset_items_and_workers(synthetic_dataset):
-    train = DepthDataset(synthetic_dataset, "train", with_pair=True)
-    test = DepthDataset(synthetic_dataset, "test")
-    assert len(train) + len(DepthDataset(synthetic_dataset, "val")) + len(test) == 6
-    item = train[0]
-    assert item["rgb"].shape == (3, 480, 640) and 0 <= item["rgb"].min() and item["rgb"].max() <= 1
-    assert item["depth"].shape == (1, 480, 640) and item["depth"].min() > 0.5
-    assert item["pair_pose"].shape == (4, 4) and item["intrinsics"][0, 0] > 500
-    loader = torch.utils.data.DataLoader(test, batch_size=1, num_workers=2)
-    indices = sorted(int(b["index"]) for b in loader)
-    assert indices == sorted(int(i) for i in test.indices)
-    with pytest.raises(ValueError, match="valid splits"):
-        DepthDataset(synthetic_dataset, "holdout")
+    written[:] = []  # an unfinished store of other inputs is not resumed
+    stop["now"] = True
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset("synthetic", raw, tmp_path / "b.zarr", key="inputs A", progress=False)
+    stop["now"], written[:] = False, []
+    prepare_dataset("synthetic", raw, tmp_path / "b.zarr", key="inputs B", progress=False)
+    assert written == [0, 1, 2, 3, 4, 5]
 
 
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"source": "kitti"}, r"data.source.*valid values are \['nyuv2', 'synthetic'\]"),
-        ({"sourc": "nyuv2"}, r"unknown key\(s\) \['sourc'\]"),
-        ({"synthetic": {"images": "many"}}, "data.synthetic.images.*integer"),
-        ({"val_fraction": 1.5}, "val_fraction"),
-    ],
-)
-def test_bad_data_params_name_the_key(params, message):
-    with pytest.raises(ConfigError, match=message):
-        DataConfig.from_params(params, prefix="data")
+def test_fetch_data_leaves_only_the_current_source_and_rerenders(tmp_path, monkeypatch):
+    params = make_params({"data.synthetic.images": 3, "data.synthetic.views_per_room": 1})
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "nyu_depth_v2_labeled.mat.partial").write_bytes(b"an interrupted download of another source")
+    (raw / "synthetic.zarr.partial").mkdir()  # unfinished work of another run
+    rendered = []
+    real = prepare_module.render_sample
+    monkeypatch.setattr(prepare_module, "render_sample", lambda *a, **k: rendered.append(a[1]) or real(*a, **k))
+    paths = fetch_data(params.data, raw, key=None, progress=False)
+    assert [p.name for p in paths] == ["synthetic.zarr"] and sorted(p.name for p in raw.iterdir()) == ["synthetic.zarr"]
+    fetch_data(params.data, raw, key=None, progress=False)
+    assert rendered == [0, 1, 2] * 2  # DVC decides when to re-run (e.g. renderer code changed): it re-renders
+
+
+def test_split_moves_whole_training_rooms_to_val(synthetic_dataset, tmp_path):
+    out = write_validation_split(synthetic_dataset, tmp_path / "split.json", val_fraction=0.1, seed=0)
+    codes = read_split(out, 6)
+    official, scene = Store(synthetic_dataset).read("split"), Store(synthetic_dataset).read("scene")
+    np.testing.assert_array_equal(codes == TEST, official == TEST)  # the test split is never touched
+    assert (codes == VAL).sum() == 2 and (codes == TRAIN).sum() == 2
+    for s in np.unique(scene):
+        assert len(set(codes[scene == s])) == 1
+    with pytest.raises(Exception, match="2 codes for a dataset of 6|6 codes for a dataset of 7"):
+        read_split(out, 7)

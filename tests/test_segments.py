@@ -6,18 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import make_params
 from skimage.segmentation import felzenszwalb
 
-from depthcore.config import ConfigError, FelzenszwalbConfig, SamConfig, SegmentsConfig
-from depthcore.data.store import ResumableStore, StoreError, open_store
+from depthcore.data.store import ResumableStore, Store, StoreError
 from depthcore.models.sam import (
     SAM_CHECKPOINTS,
     SamWeightsError,
     build_sam,
     fetch_sam_weights,
+    load_sam,
     load_sam_checkpoint,
-    sam_weights_path,
 )
+from depthcore.models.weights import WeightsError
 from depthcore.segments import (
     SamSegmenter,
     SegmentsError,
@@ -32,7 +33,16 @@ from depthcore.segments import (
     write_segments,
 )
 
-SAM_OFFLINE = SamConfig(pretrained="none")
+SAM_OFFLINE = make_params().sam
+
+
+def segments_cfg(method):
+    return make_params({"segments.method": method, "adapters.msa.segments": "none"}).segments
+
+
+def write(method, dataset, out, weights_dir, **kwargs):
+    return write_segments(segments_cfg(method), SAM_OFFLINE, dataset, out, weights_dir=weights_dir,
+                          progress=False, **{"key": None, **kwargs})  # fmt: skip
 
 
 def _box(shape, rows, cols):
@@ -96,11 +106,11 @@ def test_remove_small_regions_holes_and_islands():
 
 # ----------------------------------------------------------------------------------- segmenters
 def test_felzenszwalb_on_two_synthetic_images(synthetic_dataset):
-    data = open_store(synthetic_dataset, required=("rgb",))
-    cfg = FelzenszwalbConfig()
+    data = Store(synthetic_dataset, required=("rgb",))
+    cfg = make_params().segments.felzenszwalb
     segment = felzenszwalb_segmenter(cfg)
     for i in (0, 1):
-        rgb = data["rgb"][i]
+        rgb = data.read("rgb", i)
         labels = segment(rgb, None)
         assert labels.shape == rgb.shape[:2] and labels.dtype == np.int32
         assert labels.min() == 1  # superpixels cover every pixel
@@ -114,35 +124,29 @@ def test_felzenszwalb_on_two_synthetic_images(synthetic_dataset):
 
 
 def test_gt_stage_on_synthetic_store_and_summary(synthetic_dataset, tmp_path):
-    out = write_segments(
-        SegmentsConfig(method="gt"), SAM_OFFLINE, synthetic_dataset, tmp_path / "segments.zarr",
-        weights_dir=tmp_path, progress=False,
-    )  # fmt: skip
-    store = open_store(out, required=("labels",))
-    data = open_store(synthetic_dataset, required=("instances",))
-    assert store["labels"].shape == data["instances"].shape and store["labels"].dtype == np.int32
-    assert store.attrs["method"] == "gt" and store.attrs["height"] == data["instances"].shape[1]
+    out = write("gt", synthetic_dataset, tmp_path / "segments.zarr", tmp_path)
+    store = Store(out, required=("labels",))
+    data = Store(synthetic_dataset, required=("instances",))
+    assert store.shape("labels") == data.shape("instances") and store.read("labels", 0).dtype == np.int32
+    assert store.attrs["method"] == "gt"
     for i in (0, 1):
-        labels, inst = store["labels"][i], data["instances"][i]
+        labels, inst = store.read("labels", i), data.read("instances", i)
         np.testing.assert_array_equal(labels == 0, inst == 0)
         # same partition, renumbered: each label maps to exactly one instance id and back
         pairs = np.unique(np.stack([labels.ravel(), inst.ravel()]), axis=1)
         assert pairs.shape[1] == len(np.unique(labels)) == len(np.unique(inst))
     summary = summarize_segments(out, synthetic_dataset, progress=False)
-    assert summary["method"] == "gt"
-    assert summary["all"]["images"] == data["instances"].shape[0]
+    assert set(summary) == {"all", "test"}  # numbers only: settings are params
+    assert summary["all"]["images"] == data.shape("instances")[0]
     assert summary["all"]["mean_best_iou"] == pytest.approx(1.0)
     assert summary["all"]["objects_found_iou0.5"] == pytest.approx(1.0)
-    assert summary["test"]["images"] == int(np.sum(data["split"][:] == 2))
+    assert summary["test"]["images"] == int(np.sum(data.read("split") == 2))
     assert not (tmp_path / "segments.zarr.partial").exists()
 
 
 def test_none_stage_gives_zeros(synthetic_dataset, tmp_path):
-    out = write_segments(
-        SegmentsConfig(method="none"), SAM_OFFLINE, synthetic_dataset, tmp_path / "s.zarr",
-        weights_dir=tmp_path, progress=False,
-    )  # fmt: skip
-    labels = open_store(out)["labels"][:]
+    out = write("none", synthetic_dataset, tmp_path / "s.zarr", tmp_path)
+    labels = Store(out).read("labels")
     assert labels.dtype == np.int32 and not labels.any()
     summary = summarize_segments(out, synthetic_dataset, progress=False)
     assert summary["all"]["coverage"] == 0.0 and summary["all"]["mean_best_iou"] == 0.0
@@ -163,19 +167,17 @@ def test_stage_resumes_after_interruption(synthetic_dataset, tmp_path, monkeypat
     out = tmp_path / "s.zarr"
     monkeypatch.setattr(segments, "segment_gt", flaky)
     with pytest.raises(KeyboardInterrupt):
-        write_segments(SegmentsConfig(method="gt"), SAM_OFFLINE, synthetic_dataset, out, weights_dir=tmp_path,
-                       progress=False)  # fmt: skip
+        write("gt", synthetic_dataset, out, tmp_path, key="k")
     assert not out.exists() and (tmp_path / "s.zarr.partial").exists()
     with pytest.raises(StoreError):
-        open_store(out)
+        Store(out)
     calls.clear()
     monkeypatch.setattr(segments, "segment_gt", lambda rgb, inst: (calls.append(1), real(rgb, inst))[1])
-    write_segments(SegmentsConfig(method="gt"), SAM_OFFLINE, synthetic_dataset, out, weights_dir=tmp_path,
-                   progress=False)  # fmt: skip
-    n = open_store(synthetic_dataset)["rgb"].shape[0]
+    write("gt", synthetic_dataset, out, tmp_path, key="k")
+    n = Store(synthetic_dataset).shape("rgb")[0]
     assert len(calls) == n - 2  # images 0 and 1 were kept
-    inst = open_store(synthetic_dataset)["instances"]
-    np.testing.assert_array_equal(open_store(out)["labels"][0], relabel_by_area(inst[0]))
+    inst = Store(synthetic_dataset).read("instances", 0)
+    np.testing.assert_array_equal(Store(out).read("labels", 0), relabel_by_area(inst))
 
 
 def test_sam_segmenter_with_no_masks_gives_zeros():
@@ -219,39 +221,42 @@ def test_alignment_known_answer():
 
 # ------------------------------------------------------------------------------------ bad input
 def test_unknown_method_and_model_list_valid_ones(tmp_path):
-    with pytest.raises(ConfigError, match="felzenszwalb"):
-        SegmentsConfig.from_params({"method": "slic"}, prefix="segments")
     with pytest.raises(SegmentsError, match="valid methods"):
-        build_segmenter(SegmentsConfig(method="slic"), SAM_OFFLINE, weights_dir=tmp_path)
-    with pytest.raises(ConfigError, match="vit_b"):
-        SamConfig.from_params({"model": "vit_x"}, prefix="sam")
+        build_segmenter(segments_cfg("sam").model_copy(update={"method": "slic"}), SAM_OFFLINE, weights_dir=tmp_path)
     with pytest.raises(SamWeightsError, match="vit_l"):
-        build_sam(cfg=SamConfig(model="vit_x", pretrained="none"), weights_dir=tmp_path)
-    with pytest.raises(ConfigError, match="pred_iou_thresh"):
-        SamConfig.from_params({"pred_iou_thresh": 1.5}, prefix="sam")
+        build_sam(model="vit_x")
 
 
 def test_gt_without_instances_is_a_clear_error(tmp_path):
-    store = ResumableStore(tmp_path / "dataset.zarr", fingerprint={})
+    store = ResumableStore(tmp_path / "dataset.zarr", key=None)
     store.array("rgb", (1, 8, 8, 3), np.uint8)
     store.array("split", (1,), np.int8)
     path = store.commit({"source": "handmade"})
     with pytest.raises(SegmentsError, match="no 'instances'"):
-        write_segments(SegmentsConfig(method="gt"), SAM_OFFLINE, path, tmp_path / "s.zarr", weights_dir=tmp_path)
+        write("gt", path, tmp_path / "s.zarr", tmp_path)
 
 
-def test_weights_paths_and_missing_files(tmp_path):
-    assert fetch_sam_weights(SAM_OFFLINE, tmp_path) is None
-    with pytest.raises(SamWeightsError, match="fetch_weights"):
-        sam_weights_path(SamConfig(pretrained="official"), tmp_path)
-    with pytest.raises(SamWeightsError, match="neither"):
-        fetch_sam_weights(SamConfig(pretrained=str(tmp_path / "nope.pth")), tmp_path)
-    local = tmp_path / "mine.pth"
-    local.write_bytes(b"x")
-    assert fetch_sam_weights(SamConfig(pretrained=str(local)), tmp_path) == local
-    official = tmp_path / SAM_CHECKPOINTS["vit_b"].filename
-    official.write_bytes(b"x")
-    assert sam_weights_path(SamConfig(pretrained="official"), tmp_path) == official
+def test_weights_folder_manifest_and_missing_files(tmp_path, monkeypatch):
+    out = tmp_path / "w"
+    fetch_sam_weights(SAM_OFFLINE, out)
+    assert sorted(p.name for p in out.iterdir()) == ["weights.json"]
+    torch.testing.assert_close(
+        next(load_sam(out).parameters()), next(build_sam(model="vit_b", init_seed=0).parameters())
+    )
+    with pytest.raises(WeightsError, match="fetch_sam"):
+        load_sam(tmp_path / "nothing")
+    local = tmp_path / "weights/sam"
+    local.mkdir(parents=True)
+    with pytest.raises(WeightsError, match="nope.pth' is not a known tag"):
+        fetch_sam_weights(make_params({"sam.pretrained": str(local / "nope.pth")}).sam, out, local_dir=local)
+
+    def fake_fetch(remote, directory, progress=True):  # the official download, without network
+        (directory / remote.filename).write_bytes(b"x")
+        return directory / remote.filename
+
+    monkeypatch.setattr("depthcore.models.sam.fetch", fake_fetch)
+    manifest = fetch_sam_weights(make_params({"sam.pretrained": "official"}, offline=False).sam, out)
+    assert f'"sha256": "{SAM_CHECKPOINTS["vit_b"].sha256}"' in manifest.read_text()
     assert {r.url.rsplit("/", 1)[1] for r in SAM_CHECKPOINTS.values()} == {
         "sam_vit_b_01ec64.pth",
         "sam_vit_l_0b3195.pth",

@@ -1,13 +1,15 @@
-"""The segments stage with SAM (random vit_b weights) on one small image: runs and gives a valid map.
+"""The segments stage with SAM (random vit_b weights) on one small image: with its quality thresholds
+at 0 the generator keeps masks, which go through SAM's clean-up and become a valid label map.
 
 SAM's image encoder always works at 1024 x 1024, so this single image costs several seconds on a CPU."""
 
 from __future__ import annotations
 
 import numpy as np
+from conftest import make_params
 
-from depthcore.config import SamConfig, SegmentsConfig
-from depthcore.data.store import ResumableStore, open_store
+from depthcore.data.store import ResumableStore, Store
+from depthcore.models.sam import fetch_sam_weights
 from depthcore.segments import summarize_segments, write_segments
 
 
@@ -21,26 +23,34 @@ def test_sam_random_weights_one_image(tmp_path):
     instances = np.zeros((1, h, w), np.int32)
     instances[0, :, : w // 2] = 1
     instances[0, :, w // 2 :] = 2
-    store = ResumableStore(tmp_path / "dataset.zarr", fingerprint={})
+    store = ResumableStore(tmp_path / "dataset.zarr", key=None)
     store.array("rgb", rgb.shape, np.uint8)[:] = rgb
     store.array("instances", instances.shape, np.int32)[:] = instances
     store.array("split", (1,), np.int8)[:] = 2
     dataset = store.commit({"source": "handmade"})
 
-    # thresholds 0 so random weights still yield masks (exercising NMS, small-region removal, assembly)
-    sam = SamConfig(pretrained="none", points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                    min_mask_region_area=10)  # fmt: skip
-    out = write_segments(SegmentsConfig(method="sam"), sam, dataset, tmp_path / "segments.zarr",
-                         weights_dir=tmp_path, progress=False)  # fmt: skip
-    group = open_store(out, required=("labels",))
-    labels = group["labels"][0]
+    params = make_params({
+        "segments.method": "sam", "sam.points_per_side": 2, "sam.pred_iou_thresh": 0.0,
+        "sam.stability_score_thresh": 0.0, "sam.min_mask_region_area": 10,
+    })  # fmt: skip
+    fetch_sam_weights(params.sam, tmp_path / "weights")
+    out = write_segments(params.segments, params.sam, dataset, tmp_path / "segments.zarr",
+                         weights_dir=tmp_path / "weights", key=None, points_per_batch=4, progress=False)  # fmt: skip
+    group = Store(out, required=("labels",))
+    labels = group.read("labels", 0)
     assert labels.shape == (h, w) and labels.dtype == np.int32
     ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    assert len(ids) >= 1 and counts.sum() > 0.1 * h * w  # masks were kept and cover the image
     np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
     assert np.all(np.diff(counts) <= 0)
-    assert group.attrs["method"] == "sam"
-    assert group.attrs["sam"]["points_per_side"] == 2
-    assert group.attrs["sam_weights"] == {"model": "vit_b", "pretrained": "none", "init_seed": 0, "sha256": None}
+    # small-region clean-up: no segment keeps an island of fewer than 10 pixels
+    from scipy import ndimage
+
+    for i in ids:
+        parts, n = ndimage.label(labels == i, structure=np.ones((3, 3)))
+        assert n == 1 or np.bincount(parts.ravel())[1:].min() >= 10
+    assert group.attrs["method"] == "sam" and group.attrs["sam"]["points_per_side"] == 2
+    assert group.attrs["sam_weights"]["pretrained"] == "none"
     summary = summarize_segments(out, dataset, progress=False)
     assert summary["all"]["images"] == 1 and summary["all"]["gt_objects"] == 2
-    assert 0.0 <= summary["all"]["mean_best_iou"] <= 1.0
+    assert 0.0 < summary["all"]["mean_best_iou"] <= 1.0

@@ -1,187 +1,115 @@
-"""Training: resume == uninterrupted, the learning test, bad input, and checkpoints."""
+"""Training: resuming only the same work (to the same checkpoint bytes), bad input, and checkpoints."""
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
+import hashlib
+
 import pytest
 import torch
+from conftest import make_params
 
-from depthcore.config import (
-    AdaptersConfig,
-    ClipConfig,
-    ConfigError,
-    DepthclipConfig,
-    EvalConfig,
-    SegmentsConfig,
-    TrainConfig,
-    check_training_configs,
-)
-from depthcore.data.store import open_store
-from depthcore.data.training import TrainingDataset
-from depthcore.evaluation import evaluate_predictions
-from depthcore.features import extract_clip_features
-from depthcore.losses import build_loss
-from depthcore.models.adapters import AdapterContext, build_adapter
-from depthcore.models.clip_backbone import build_clip_backbone
-from depthcore.models.depthclip import build_depthclip_head
-from depthcore.train import (
-    CheckpointError,
-    TrainingError,
-    build_from_checkpoint,
-    evaluate_model,
-    feature_identity,
-    load_checkpoint,
-    seed_everything,
-    train,
-)
-from depthcore.zeroshot import predict_zeroshot
+from depthcore.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint
+from depthcore.data.store import Store
+from depthcore.run import build_training, train_model
+from depthcore.train import TrainingError
 
-LAYERS = ["layer2", "layer3", "layer4"]
-CLIP = {"pretrained": "none", "cache_layers": LAYERS, "batch_size": 6}
-EVAL = EvalConfig()
-SMALL_MSA = {"layers": LAYERS, "decoder_channels": 64, "rgb_channels": 8, "clip_init_weight": 0.0}
+SMALL = {
+    "train.epochs": 2,
+    "train.batch_size": 2,
+    "train.lr": 1e-3,
+    "adapters.msa.decoder_channels": 32,
+    "adapters.msa.rgb_channels": 4,
+}
+SMALL_COARSE = SMALL | {"adapter": "coarse_refine", "adapters.coarse_refine.hidden": 8,
+                        "adapters.coarse_refine.fine_channels": 4}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def stores(synthetic_dataset, tmp_path_factory):
-    """dataset.zarr + clip.zarr (random RN50, layers 2-4) + zeroshot.zarr of the 6-image synthetic set."""
-    root = tmp_path_factory.mktemp("train_stores")
-    cfg = ClipConfig.from_params(CLIP)
-    backbone = build_clip_backbone(cfg=cfg, weights_dir=root)
-    extract_clip_features(
-        synthetic_dataset, root / "clip.zarr", backbone=backbone, cfg=cfg, weights_sha256=None, progress=False
+def run_paths(pipeline, tmp_path, name="model"):
+    """The offline pipeline's inputs, with this test's own model, metrics and curves."""
+    return dataclasses.replace(
+        pipeline,
+        model=tmp_path / f"{name}.safetensors",
+        train_metrics=tmp_path / f"{name}.json",
+        train_curves=tmp_path / f"{name}.csv",
     )
-    head = build_depthclip_head(backbone=backbone, cfg=DepthclipConfig())
-    predict_zeroshot(open_store(root / "clip.zarr"), root / "zeroshot.zarr", head=head, fingerprint={}, progress=False)
-    return {"dataset": synthetic_dataset, "features": root / "clip.zarr", "zeroshot": root / "zeroshot.zarr"}
 
 
-def setup(stores, adapter="msa", adapters=None, loss="l1", seed=0):
-    features = open_store(stores["features"])
-    context = AdapterContext.from_features(features.attrs)
-    cfg = AdaptersConfig.from_params(adapters or {"msa": SMALL_MSA})
-    seed_everything(seed)
-    model = build_adapter(adapter, cfg=cfg, context=context)
-    loss_fn = build_loss(loss)
-    train_set = TrainingDataset(
-        split="train", keys=model.batch_keys() + loss_fn.fields, flip="random", seed=seed, **stores
-    )
-    val_set = TrainingDataset(split="val", keys=model.batch_keys(), with_flipped=True, **stores)
-    describe = {
-        "adapter": adapter,
-        "adapter_config": cfg.get(adapter).to_dict(),
-        "loss": loss,
-        "clip_layers": list(model.clip_layers),
-        "context": context.describe(),
-        "features": feature_identity(features.attrs, model.clip_layers),
-    }
-    kwargs = dict(
-        model=model,
-        loss_fn=loss_fn,
-        train_set=train_set,
-        val_set=val_set,
-        gt_depth=open_store(stores["dataset"])["depth_eval"],
-        eval_cfg=EVAL,
-        seed=seed,
-        describe=describe,
-        progress=False,
-    )
-    return model, kwargs
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_resume_gives_the_same_weights(stores, tmp_path):
-    cfg = TrainConfig.from_params({"epochs": 2, "batch_size": 2, "lr": 1e-3})
-    _, kwargs = setup(stores)
-    train(**kwargs, cfg=cfg, checkpoint=tmp_path / "a.pt", state=tmp_path / "a_last.pt")
+def test_resume_skips_finished_epochs_and_writes_the_same_checkpoint(pipeline, tmp_path):
+    params = make_params(SMALL)
+    epochs = []
 
-    def kill_after_first(epoch, row):
-        if epoch == 1:
+    def record(epoch, row, stop_at=None):
+        epochs.append(epoch)
+        if epoch == stop_at:
             raise KeyboardInterrupt
 
-    _, kwargs = setup(stores)
+    full = run_paths(pipeline, tmp_path, "full")
+    train_model(params, full, resume_key="k", progress=False, on_epoch_end=record)
+    assert epochs == [1, 2] and not full.resume_state.exists()
+
+    killed = run_paths(pipeline, tmp_path, "killed")
     with pytest.raises(KeyboardInterrupt):
-        train(
-            **kwargs, cfg=cfg, checkpoint=tmp_path / "b.pt", state=tmp_path / "b_last.pt", on_epoch_end=kill_after_first
-        )
-    assert (tmp_path / "b_last.pt").exists() and not (tmp_path / "b.pt").exists()
-    _, kwargs = setup(stores)  # a fresh process: new model, new optimizer
-    train(**kwargs, cfg=cfg, checkpoint=tmp_path / "b.pt", state=tmp_path / "b_last.pt")
-    a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
-    assert a["epoch"] == b["epoch"] and a["history"] == b["history"]
-    for key, value in a["state_dict"].items():
-        torch.testing.assert_close(value, b["state_dict"][key], rtol=0, atol=0)
-    assert not (tmp_path / "b_last.pt").exists()
+        train_model(params, killed, resume_key="k", progress=False, on_epoch_end=lambda e, r: record(e, r, 1))
+    assert killed.resume_state.exists() and not killed.model.exists()
+    epochs.clear()
+    train_model(params, killed, resume_key="k", progress=False, on_epoch_end=record)
+    assert epochs == [2]  # epoch 1 was not trained again
+    assert sha(killed.model) == sha(full.model)  # the same bytes: DVC sees the same hash
+    assert killed.train_curves.read_text() == full.train_curves.read_text()
+
+    other = run_paths(pipeline, tmp_path, "other")  # killed, then rerun for other inputs: a fresh start
+    with pytest.raises(KeyboardInterrupt):
+        train_model(params, other, resume_key="old", progress=False, on_epoch_end=lambda e, r: record(e, r, 1))
+    epochs.clear()
+    train_model(params, other, resume_key="new", progress=False, on_epoch_end=record)
+    assert epochs == [1, 2] and sha(other.model) == sha(full.model)
 
 
-def test_msa_learns_beyond_zeroshot_and_mean_depth(stores, tmp_path):
-    cfg = TrainConfig.from_params({"epochs": 6, "batch_size": 2, "lr": 5e-3, "schedule": "constant"})
-    _, kwargs = setup(stores)
-    train(**kwargs, cfg=cfg, checkpoint=tmp_path / "model.pt", state=tmp_path / "last.pt")
-    ckpt = load_checkpoint(tmp_path / "model.pt")
-    model = build_from_checkpoint(ckpt, adapter="msa", features_attrs=open_store(stores["features"]).attrs)
-    dataset = open_store(stores["dataset"])
-    test_set = TrainingDataset(split="test", keys=model.batch_keys(), with_flipped=True, **stores)
-    loader = torch.utils.data.DataLoader(test_set, batch_size=2)
-    ours, _ = evaluate_model(model, loader, dataset["depth_eval"], eval_cfg=EVAL, device=torch.device("cpu"))
-    zeroshot, _ = evaluate_predictions(open_store(stores["zeroshot"])["depth"], dataset, cfg=EVAL)
-    train_idx = np.flatnonzero(np.asarray(dataset["split"][:]) == 0)
-    depth = np.asarray(dataset["depth"].get_orthogonal_selection((train_idx,)))
-    constant = np.full(dataset["depth_eval"].shape, depth[depth > 0].mean(), dtype=np.float32)
-    mean_depth, _ = evaluate_predictions(constant, dataset, cfg=EVAL)
-    print({"ours": ours["abs_rel"], "zeroshot": zeroshot["abs_rel"], "mean": mean_depth["abs_rel"]})
-    # 2 training images of one room, tested on another room (seeded, deterministic on CPU):
-    # measured 0.295 vs zero-shot 0.396 and mean depth 0.351
-    assert ours["abs_rel"] < 0.8 * zeroshot["abs_rel"]
-    assert ours["abs_rel"] < 0.9 * mean_depth["abs_rel"]
+def test_curves_start_with_the_untrained_model(pipeline, tmp_path):
+    paths = run_paths(pipeline, tmp_path)
+    summary = train_model(make_params(SMALL), paths, resume_key=None, progress=False)
+    rows = paths.train_curves.read_text().splitlines()
+    assert rows[0].startswith("epoch,lr,train_loss,val_d1") and len(rows) == 1 + 3
+    assert rows[1].startswith("0,") and rows[1].split(",")[2] == ""  # epoch 0: validation only
+    meta, _ = load_checkpoint(paths.model)
+    assert meta["best_epoch"] == summary["best_epoch"] and [r["epoch"] for r in meta["history"]] == [0, 1, 2]
 
 
-def test_contradicting_settings_are_refused_before_work():
-    adapters = AdaptersConfig.from_params({"msa": {"segments": "color"}})
-    with pytest.raises(ConfigError, match="segments.method' is 'none'"):
-        check_training_configs(
-            adapter="msa", loss="l1", adapters=adapters, segments=SegmentsConfig(method="none"), clip=ClipConfig()
-        )
-    clip = ClipConfig.from_params({"cache_layers": LAYERS})
-    published_msa = AdaptersConfig.from_params({"msa": {"layers": ["stem", "layer1", *LAYERS]}})
-    with pytest.raises(ConfigError, match=r"does not cache"):
-        check_training_configs(adapter="msa", loss="l1", adapters=published_msa, segments=SegmentsConfig(), clip=clip)
-    with pytest.raises(ConfigError, match="valid values are .*'coarse_refine'"):
-        check_training_configs(
-            adapter="dpt", loss="l1", adapters=AdaptersConfig(), segments=SegmentsConfig(), clip=clip
-        )
-    with pytest.raises(ConfigError, match="valid values are .*'silog'"):
-        check_training_configs(
-            adapter="msa", loss="berhu", adapters=AdaptersConfig(), segments=SegmentsConfig(), clip=clip
-        )
+def test_non_finite_loss_stops_and_keeps_last_good_state(pipeline, tmp_path, monkeypatch):
+    import depthcore.run as run_module
 
-
-def test_non_finite_loss_stops_and_keeps_last_good_state(stores, tmp_path):
-    cfg = TrainConfig.from_params({"epochs": 2, "batch_size": 2, "lr": 1e-3})
-    _, kwargs = setup(stores, adapters={"coarse_refine": {"hidden": 8, "fine_channels": 4}}, adapter="coarse_refine")
+    paths, run, real = run_paths(pipeline, tmp_path), {}, run_module.build_training
+    monkeypatch.setattr(run_module, "build_training", lambda *a: run.setdefault("training", real(*a)))
 
     def poison(epoch, row):  # after epoch 1 has been saved, make every later prediction NaN
-        kwargs["model"].fine.conv3.bias.data.fill_(float("nan"))
+        run["training"].model.fine.conv3.bias.data.fill_(float("nan"))
 
     with pytest.raises(TrainingError, match="non-finite loss .* epoch 2.*kept in"):
-        train(**kwargs, cfg=cfg, checkpoint=tmp_path / "m.pt", state=tmp_path / "last.pt", on_epoch_end=poison)
-    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+        train_model(make_params(SMALL_COARSE), paths, resume_key="k", progress=False, on_epoch_end=poison)
+    saved = torch.load(paths.resume_state, weights_only=True)
     assert saved["epoch"] == 1 and all(torch.isfinite(v).all() for v in saved["state_dict"].values())
-    assert not (tmp_path / "m.pt").exists()
+    assert not paths.model.exists()
 
 
-def test_checkpoint_refuses_other_adapter_and_other_features(stores, tmp_path):
-    cfg = TrainConfig.from_params({"epochs": 1, "batch_size": 2})
-    _, kwargs = setup(stores, adapters={"coarse_refine": {"hidden": 8, "fine_channels": 4}}, adapter="coarse_refine")
-    train(**kwargs, cfg=cfg, checkpoint=tmp_path / "m.pt", state=tmp_path / "last.pt")
-    ckpt = load_checkpoint(tmp_path / "m.pt")
-    assert ckpt["adapter"] == "coarse_refine" and ckpt["epoch"] == 1 and "optimizer" in ckpt
-    with pytest.raises(CheckpointError, match="holds adapter 'coarse_refine' but params ask for 'msa'"):
-        build_from_checkpoint(ckpt, adapter="msa")
-    _, kwargs = setup(stores)
-    train(**kwargs, cfg=cfg, checkpoint=tmp_path / "msa.pt", state=tmp_path / "last.pt")
-    attrs = dict(open_store(stores["features"]).attrs) | {"weights": "openai"}
+def test_checkpoint_is_self_describing_and_refuses_other_adapter_and_features(pipeline, tmp_path):
+    paths = run_paths(pipeline, tmp_path)
+    train_model(make_params(SMALL | {"train.epochs": 1}), paths, resume_key=None, progress=False)
+    meta, state = load_checkpoint(paths.model)
+    assert meta["adapter"] == "msa" and meta["loss"] == "l1" and meta["train"]["epochs"] == 1
+    features = Store(pipeline.clip_features).attrs
+    model = build_from_checkpoint(meta, state, adapter="msa", features_attrs=features)
+    reference = build_training(make_params(SMALL), paths).model
+    assert model.state_dict().keys() == reference.state_dict().keys()
+    with pytest.raises(CheckpointError, match="holds adapter 'msa' but params ask for 'eigen'"):
+        build_from_checkpoint(meta, state, adapter="eigen")
+    other = dict(features) | {"weights": {"model": "RN50-quickgelu", "pretrained": "openai"}}
     with pytest.raises(CheckpointError, match=r"other CLIP features \(differing: \['weights'\]\)"):
-        build_from_checkpoint(load_checkpoint(tmp_path / "msa.pt"), adapter="msa", features_attrs=attrs)
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
-        load_checkpoint(tmp_path / "junk.pt")
+        build_from_checkpoint(meta, state, adapter="msa", features_attrs=other)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.safetensors")

@@ -1,179 +1,143 @@
-"""The ``fetch_data`` and ``prepare`` steps: raw files -> ``dataset.zarr`` (see DESIGN.md contract).
+"""The ``fetch_data`` and ``prepare`` steps: raw files -> ``dataset.zarr``.
 
 ``fetch_data`` downloads the official NYUv2 files, or renders the synthetic rooms into
-``raw/synthetic.zarr``. ``prepare`` streams either into the one dataset layout:
+``raw/synthetic.zarr``, and removes everything else from the raw folder (other sources, leftovers
+of interrupted work). ``prepare`` streams either source into the one dataset layout:
 
-- ``rgb`` (N, H, W, 3) uint8; ``depth`` (N, H, W) float32 training target, metres, 0 = invalid;
-  ``depth_eval`` (N, H, W) float32 evaluation ground truth; ``instances`` (N, H, W) int32;
-  ``split`` (N,) int8 (0 train, 1 val, 2 test); ``scene`` (N,) int32;
-- synthetic only: ``pair_rgb`` (N, H, W, 3) uint8 and ``pair_pose`` (N, 4, 4) float32;
+- ``rgb`` (N, 480, 640, 3) uint8; ``depth`` (N, 480, 640) float32 training target, metres, 0 = invalid;
+  ``depth_eval`` (N, 480, 640) float32 evaluation ground truth; ``instances`` (N, 480, 640) int32;
+  ``split`` (N,) int8, the official split (0 train, 2 test); ``scene`` (N,) int32;
+- synthetic only: ``pair_rgb`` (N, 480, 640, 3) uint8 and ``pair_pose`` (N, 4, 4) float32;
 - attrs: ``source``, ``intrinsics`` [fx, fy, cx, cy] pixels, ``depth_unit`` "m", ``version``.
+
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from depthcore.config import DataConfig
 from depthcore.data import nyuv2
-from depthcore.data.splits import carve_validation, split_by_scene
-from depthcore.data.store import ResumableStore, StoreError, open_store
-from depthcore.data.synthetic import SYNTHETIC_TEST_FRACTION, intrinsics_for, render_sample
+from depthcore.data.splits import TEST, TRAIN, held_out_scenes
+from depthcore.data.store import ResumableStore, Store
+from depthcore.data.synthetic import render_sample
 from depthcore.download import fetch
-from depthcore.geometry import NYU_INTRINSICS
+from depthcore.geometry import NYU_HEIGHT, NYU_INTRINSICS, NYU_WIDTH
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 SYNTHETIC_RAW = "synthetic.zarr"
 PROGRESS_EVERY = 8  # images between progress records in resumable stores
+RAW_ARRAYS = ("rgb", "depth", "instances", "pair_rgb", "pair_pose")
 
 
-def fetch_data(cfg: DataConfig, raw_dir: Path | str, *, progress: bool = True) -> list[Path]:
-    """Make the raw inputs of ``cfg.source`` exist in ``raw_dir``; returns their paths."""
+def fetch_data(data, raw_dir: Path | str, *, key: str | None, progress: bool = True) -> list[Path]:
+    """Make the raw inputs of ``data.source`` (a DataSection) exist in ``raw_dir``; returns their paths.
+
+    Anything else in ``raw_dir`` (another source's files, unfinished work) is removed afterwards, so the
+    folder holds exactly the current source's files. ``key``: the stage's input identity (for resuming).
+    """
     raw_dir = Path(raw_dir)
-    if cfg.source == "nyuv2":
-        return [
+    if data.source == "nyuv2":
+        paths = [
             fetch(remote, raw_dir, progress=progress)
-            for remote in nyuv2.remote_files(cfg.nyuv2.url, cfg.nyuv2.splits_url)
+            for remote in nyuv2.remote_files(data.nyuv2.url, data.nyuv2.splits_url)
         ]
-    return [render_synthetic(cfg, raw_dir / SYNTHETIC_RAW, progress=progress)]
+    else:
+        paths = [render_synthetic(data.synthetic, raw_dir / SYNTHETIC_RAW, key=key, progress=progress)]
+    keep = {p.name for p in paths} | {p.name + ".sha256" for p in paths}
+    for entry in raw_dir.iterdir():
+        if entry.name not in keep:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    return paths
 
 
-def render_synthetic(cfg: DataConfig, path: Path, *, progress: bool = True) -> Path:
-    """Render ``cfg.synthetic.images`` rooms into a zarr store (resumable, atomic)."""
-    syn = cfg.synthetic
-    fingerprint = {"synthetic": syn.to_dict(), "version": DATASET_VERSION}
-    if path.exists():
-        try:
-            if open_store(path).attrs.get("synthetic") == fingerprint:
-                return path
-        except StoreError:
-            pass
-    store = ResumableStore(path, fingerprint=fingerprint)
-    n, h, w = syn.images, syn.height, syn.width
-    arrays = {
-        "rgb": store.array("rgb", (n, h, w, 3), np.uint8),
-        "depth": store.array("depth", (n, h, w), np.float32),
-        "instances": store.array("instances", (n, h, w), np.int32),
-        "pair_rgb": store.array("pair_rgb", (n, h, w, 3), np.uint8),
-        "pair_pose": store.array("pair_pose", (n, 4, 4), np.float32),
-        "scene": store.array("scene", (n,), np.int32, chunks=(n,)),
-    }
+def render_synthetic(syn, path: Path, *, key: str | None, progress: bool = True) -> Path:
+    """Render ``syn.images`` views (a SyntheticSource) into a zarr store (resumable, atomic)."""
+    store = ResumableStore(path, key=key)
+    n = syn.images
+    arrays = {name: store.array(name, (n, *_item_shape(name)), _DTYPES[name]) for name in RAW_ARRAYS}
     scenes = np.arange(n, dtype=np.int32) // syn.views_per_room
-    arrays["scene"][:] = scenes
     for i in tqdm(range(store.done, n), desc="render rooms", disable=not progress, initial=store.done, total=n):
-        sample = render_sample(syn.seed, i, height=h, width=w, views_per_room=syn.views_per_room)
-        for name in ("rgb", "depth", "instances", "pair_rgb", "pair_pose"):
+        sample = render_sample(syn.seed, i, views_per_room=syn.views_per_room)
+        for name in RAW_ARRAYS:
             arrays[name][i] = getattr(sample, name)
         if (i + 1) % PROGRESS_EVERY == 0:
             store.mark_done(i + 1)
-    return store.commit({"synthetic": fingerprint, "intrinsics": list(intrinsics_for(h, w))})
+    test = held_out_scenes(math.ceil(n / syn.views_per_room), syn.seed)
+    official = np.where(test[scenes], TEST, TRAIN).astype(np.int8)
+    attrs = {"scene": scenes.tolist(), "official_split": official.tolist(), "settings": syn.to_dict()}
+    return store.commit(attrs)
 
 
-def prepare_dataset(cfg: DataConfig, raw_dir: Path | str, out: Path | str, *, progress: bool = True) -> Path:
-    """Build ``out`` (dataset.zarr) from the raw files of ``cfg.source``. Resumable and atomic."""
+_DTYPES = {
+    "rgb": np.uint8,
+    "pair_rgb": np.uint8,
+    "depth": np.float32,
+    "depth_eval": np.float32,
+    "instances": np.int32,
+    "pair_pose": np.float32,
+}
+
+
+def _item_shape(name: str, height: int = NYU_HEIGHT, width: int = NYU_WIDTH) -> tuple[int, ...]:
+    if name == "pair_pose":
+        return (4, 4)
+    return (height, width, 3) if name in ("rgb", "pair_rgb") else (height, width)
+
+
+def prepare_dataset(source: str, raw_dir: Path | str, out: Path | str, *, key: str | None, progress=True) -> Path:
+    """Build ``out`` (dataset.zarr) from the raw files of ``source``. Resumable and atomic."""
     raw_dir, out = Path(raw_dir), Path(out)
-    if cfg.source == "nyuv2":
-        return _prepare_nyuv2(cfg, raw_dir, out, progress)
-    return _prepare_synthetic(cfg, raw_dir, out, progress)
+    store = ResumableStore(out, key=key)
+    if source == "nyuv2":
+        with nyuv2.LabeledMat(raw_dir / nyuv2.MAT_NAME) as mat:
+            train = nyuv2.read_splits(raw_dir / nyuv2.SPLITS_NAME, mat.n)
+            names = mat.scene_names()
+            unique_names = sorted(set(names))
+            scene = np.array([unique_names.index(s) for s in names], dtype=np.int32)
+            official = np.where(train, TRAIN, TEST).astype(np.int8)
+            _write_images(store, (mat.n, mat.height, mat.width), mat.sample, ("depth_eval", "instances"), progress)
+            return _commit(store, source, scene, official, {"scene_names": unique_names})
+    raw = Store(raw_dir / SYNTHETIC_RAW, required=RAW_ARRAYS)
+
+    def sample(i: int) -> dict[str, np.ndarray]:
+        item = {name: raw.read(name, i) for name in RAW_ARRAYS}
+        return item | {"depth_eval": item["depth"]}  # rendered depth is exact: also the eval ground truth
+
+    _write_images(store, raw.shape("depth"), sample, ("depth_eval", "instances", "pair_rgb", "pair_pose"), progress)
+    scene, official = np.asarray(raw.attrs["scene"], np.int32), np.asarray(raw.attrs["official_split"], np.int8)
+    return _commit(store, source, scene, official, {})
 
 
-def _common_attrs(cfg: DataConfig, intrinsics, height: int, width: int, split: np.ndarray) -> dict[str, Any]:
-    return {
-        "source": cfg.source,
-        "intrinsics": [float(v) for v in intrinsics],
-        "depth_unit": "m",
-        "version": DATASET_VERSION,
-        "height": int(height),
-        "width": int(width),
-        "n_images": int(split.size),
-        "split_counts": {name: int((split == code).sum()) for name, code in (("train", 0), ("val", 1), ("test", 2))},
-        "val_fraction": cfg.val_fraction,
-        "split_seed": cfg.split_seed,
-    }
-
-
-def _prepare_nyuv2(cfg: DataConfig, raw_dir: Path, out: Path, progress: bool) -> Path:
-    mat_path = raw_dir / nyuv2.MAT_NAME
-    splits_path = raw_dir / nyuv2.SPLITS_NAME
-    if not splits_path.exists():
-        raise nyuv2.NYUv2Error(f"{splits_path} does not exist; run `dvc repro fetch_data` first")
-    with nyuv2.LabeledMat(mat_path) as mat:
-        train = nyuv2.read_splits(splits_path, mat.n)
-        names = mat.scene_names()
-        unique_names = sorted(set(names))
-        scene = np.array([unique_names.index(s) for s in names], dtype=np.int32)
-        split = carve_validation(scene, train, cfg.val_fraction, cfg.split_seed)
-        fingerprint = {
-            "source": "nyuv2",
-            "mat_size": mat_path.stat().st_size,
-            "mat_mtime": mat_path.stat().st_mtime_ns,
-            "val_fraction": cfg.val_fraction,
-            "split_seed": cfg.split_seed,
-            "version": DATASET_VERSION,
-        }
-        store = ResumableStore(out, fingerprint=fingerprint)
-        n, h, w = mat.n, mat.height, mat.width
-        arrays = _dataset_arrays(store, n, h, w)
-        arrays["split"][:] = split
-        arrays["scene"][:] = scene
-        for i in tqdm(range(store.done, n), desc="prepare nyuv2", disable=not progress, initial=store.done, total=n):
-            for name, value in mat.sample(i).items():
-                arrays[name][i] = value
-            if (i + 1) % PROGRESS_EVERY == 0:
-                store.mark_done(i + 1)
-        attrs = _common_attrs(cfg, NYU_INTRINSICS, h, w, split)
-        attrs["scene_names"] = unique_names
-        return store.commit(attrs)
-
-
-def _dataset_arrays(store: ResumableStore, n: int, h: int, w: int) -> dict[str, Any]:
-    return {
-        "rgb": store.array("rgb", (n, h, w, 3), np.uint8),
-        "depth": store.array("depth", (n, h, w), np.float32),
-        "depth_eval": store.array("depth_eval", (n, h, w), np.float32),
-        "instances": store.array("instances", (n, h, w), np.int32),
-        "split": store.array("split", (n,), np.int8, chunks=(n,)),
-        "scene": store.array("scene", (n,), np.int32, chunks=(n,)),
-    }
-
-
-def _prepare_synthetic(cfg: DataConfig, raw_dir: Path, out: Path, progress: bool) -> Path:
-    raw = open_store(raw_dir / SYNTHETIC_RAW, required=("rgb", "depth", "instances", "pair_rgb", "pair_pose"))
-    if raw.attrs.get("synthetic", {}).get("synthetic") != cfg.synthetic.to_dict():
-        raise StoreError(
-            f"{raw_dir / SYNTHETIC_RAW} was rendered with other data.synthetic params than params.yaml; "
-            "rerun `dvc repro fetch_data`"
-        )
-    n, h, w = raw["depth"].shape
-    scene = np.asarray(raw["scene"][:])
-    n_scenes = int(scene.max()) + 1
-    test_scene = split_by_scene(n_scenes, SYNTHETIC_TEST_FRACTION, cfg.split_seed)
-    split = carve_validation(scene, ~test_scene[scene], cfg.val_fraction, cfg.split_seed)
-    fingerprint = {
-        "source": "synthetic",
-        "raw": raw.attrs["synthetic"],
-        "val_fraction": cfg.val_fraction,
-        "split_seed": cfg.split_seed,
-        "version": DATASET_VERSION,
-    }
-    store = ResumableStore(out, fingerprint=fingerprint)
-    arrays = _dataset_arrays(store, n, h, w)
-    arrays["pair_rgb"] = store.array("pair_rgb", (n, h, w, 3), np.uint8)
-    arrays["pair_pose"] = store.array("pair_pose", (n, 4, 4), np.float32)
-    arrays["split"][:] = split
-    arrays["scene"][:] = scene
-    for i in tqdm(range(store.done, n), desc="prepare synthetic", disable=not progress, initial=store.done, total=n):
-        depth = raw["depth"][i]
-        arrays["rgb"][i] = raw["rgb"][i]
-        arrays["depth"][i] = depth
-        arrays["depth_eval"][i] = depth  # rendered depth is exact: the same map is the eval ground truth
-        arrays["instances"][i] = raw["instances"][i]
-        arrays["pair_rgb"][i] = raw["pair_rgb"][i]
-        arrays["pair_pose"][i] = raw["pair_pose"][i]
+def _write_images(store: ResumableStore, shape: tuple[int, int, int], sample, extra: tuple[str, ...], progress) -> None:
+    """Items [done, n) of ``sample(i)`` (a dict of arrays) into the store; shape: (n, height, width)."""
+    n, h, w = shape
+    names = ("rgb", "depth", *extra)
+    arrays = {name: store.array(name, (n, *_item_shape(name, h, w)), _DTYPES[name]) for name in names}
+    for i in tqdm(range(store.done, n), desc="prepare", disable=not progress, initial=store.done, total=n):
+        item = sample(i)
+        for name, array in arrays.items():
+            array[i] = item[name]
         if (i + 1) % PROGRESS_EVERY == 0:
             store.mark_done(i + 1)
-    return store.commit(_common_attrs(cfg, raw.attrs["intrinsics"], h, w, split))
+
+
+def _commit(store: ResumableStore, source: str, scene, official, extra_attrs: dict[str, Any]) -> Path:
+    store.array("scene", scene.shape, np.int32)[:] = scene
+    store.array("split", official.shape, np.int8)[:] = official
+    counts = {"train": int((official == TRAIN).sum()), "test": int((official == TEST).sum())}
+    attrs = {
+        "source": source,
+        "intrinsics": list(NYU_INTRINSICS),
+        "depth_unit": "m",
+        "version": DATASET_VERSION,
+        "n_images": int(official.size),
+        "official_split_counts": counts,
+        **extra_attrs,
+    }
+    return store.commit(attrs)

@@ -1,21 +1,21 @@
 """Zarr I/O shared by every stage that writes or reads a store.
 
-Writers go through :class:`ResumableStore`: the group is built at ``<name>.partial`` next to the
-final path, items (images) are written in index order and the number finished is recorded in the
-group's attrs after each batch, and only :meth:`ResumableStore.commit` renames the group to its
-final name. So an interrupted stage never leaves anything at the final path that DVC could take for
-a finished output, and a rerun with the same settings continues from the first unfinished item.
+Writers go through :class:`ResumableStore`: the group is built at ``<name>.partial`` next to the final
+path, items (images) are written in index order, the number finished is recorded in the group's attrs,
+and only :meth:`ResumableStore.commit` renames the group to its final name. A rerun resumes a partial
+group only when it was started for the same ``key`` (the stage's input identity: the DVC hashes of its
+dependencies and its params); otherwise it starts afresh and says why. Temporary chunk files that a
+killed write leaves behind are removed, so a finished store holds exactly what an uninterrupted run
+writes.
 
-Arrays are chunked one item per chunk along axis 0 and compressed with zstd. Readers open stores
-read-only with :func:`open_store`; zarr groups opened that way are safe to use from DataLoader
-workers (each worker re-opens, nothing is written).
+Arrays are chunked one item per chunk along axis 0 and compressed with zstd. Readers use
+:class:`Store`: read-only, safe in DataLoader workers (each process opens its own handle), and a
+corrupt chunk raises a StoreError naming the store, array and image and how to restore it.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,11 +29,12 @@ from depthcore.errors import DepthcoreError
 
 ZSTD_LEVEL = 3
 _PROGRESS = "_items_done"
-_FINGERPRINT = "_fingerprint"
+_KEY = "_resume_key"
+ZARR_TEMP_FILE = re.compile(r"\.[0-9a-f]{32}\.partial$")  # zarr's LocalStore writes chunks via such files
 
 
 class StoreError(DepthcoreError, RuntimeError):
-    """A store is missing, unfinished, or was written with settings that do not match."""
+    """A store is missing, unfinished, corrupt, or does not fit the params."""
 
 
 def partial_path(path: Path | str) -> Path:
@@ -42,50 +43,105 @@ def partial_path(path: Path | str) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-def open_store(path: Path | str, *, required: tuple[str, ...] = ()) -> zarr.Group:
-    """Open a finished store read-only, checking that the arrays in ``required`` exist."""
-    path = Path(path)
-    if not path.exists():
-        hint = ""
-        if partial_path(path).exists():
-            hint = f" An unfinished {partial_path(path).name} exists: rerun the stage that writes it to resume."
-        raise StoreError(f"store {path} does not exist.{hint} Run `dvc repro` to build it.")
-    try:
-        group = zarr.open_group(store=str(path), mode="r")
-    except Exception as exc:  # zarr raises several types for a corrupt or foreign directory
-        raise StoreError(f"{path} is not a readable zarr group ({exc}); delete it and rerun the stage") from exc
-    missing = [name for name in required if name not in group]
-    if missing:
-        raise StoreError(f"store {path} lacks the array(s) {missing}; it holds {sorted(group.array_keys())}")
-    return group
+def remove_zarr_temp_files(root: Path) -> int:
+    """Delete the temporary chunk files a killed zarr write left under ``root``; returns how many."""
+    stray = [p for p in root.rglob("*.partial") if p.is_file() and ZARR_TEMP_FILE.search(p.name)]
+    for path in stray:
+        path.unlink()
+    return len(stray)
+
+
+class Store:
+    """A finished zarr store, read-only. ``read(name, index)`` is the one way images are read."""
+
+    def __init__(self, path: Path | str, *, required: tuple[str, ...] = ()):
+        self.path = Path(path)
+        if not self.path.exists():
+            hint = ""
+            if partial_path(self.path).exists():
+                hint = (
+                    f" An unfinished {partial_path(self.path).name} exists: rerun the stage that writes it to resume."
+                )
+            raise StoreError(f"store {self.path} does not exist.{hint} Run `dvc repro` to build it.")
+        self._group: zarr.Group | None = None
+        missing = [name for name in required if name not in self.group]
+        if missing:
+            raise StoreError(
+                f"store {self.path} lacks the array(s) {missing}; it holds {sorted(self.group.array_keys())}. "
+                f"Restore it with `dvc checkout {self.path}` or rerun `dvc repro`"
+            )
+        self.attrs: dict[str, Any] = dict(self.group.attrs)
+
+    @property
+    def group(self) -> zarr.Group:
+        if self._group is None:
+            try:
+                self._group = zarr.open_group(store=str(self.path), mode="r")
+            except Exception as exc:  # zarr raises several types for a corrupt or foreign directory
+                raise StoreError(
+                    f"{self.path} is not a readable zarr store ({exc}); restore it with `dvc checkout {self.path}` "
+                    "or delete it and rerun `dvc repro`"
+                ) from exc
+        return self._group
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_group": None}  # each DataLoader worker opens its own handle
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.group
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.group[name].shape)
+
+    def read(self, name: str, index: int | slice | np.ndarray | None = None) -> np.ndarray:
+        """Array ``name`` at ``index`` along axis 0 (an int, a slice, an index array, None = all)."""
+        array = self.group[name]
+        try:
+            if index is None:
+                return np.asarray(array[...])
+            if isinstance(index, np.ndarray):
+                return np.asarray(array.get_orthogonal_selection((index,)))
+            return np.asarray(array[index])
+        except Exception as exc:
+            where = "all images" if index is None else f"image(s) {index}"
+            raise StoreError(
+                f"{self.path}: array '{name}', {where} cannot be read ({type(exc).__name__}: {exc}); the store is "
+                f"corrupt. Restore it from the DVC cache with `dvc checkout {self.path}`, or delete it and rerun "
+                "`dvc repro` to recompute it"
+            ) from exc
 
 
 class ResumableStore:
     """A zarr group written item by item at ``<path>.partial``, renamed to ``path`` when complete.
 
-    ``fingerprint`` is a JSON-able description of everything that determines the contents (params,
-    input hashes). A partial group with another fingerprint is discarded and started afresh, so a
-    resumed run produces the same store as an uninterrupted one.
+    key: identity of the work (the stage's DVC input hashes and params). A partial group started with
+    the same key is resumed from the first unfinished item; any other partial group is discarded.
+    ``key=None`` never resumes. Messages go to ``log``.
     """
 
-    def __init__(self, path: Path | str, *, fingerprint: Mapping[str, Any]):
+    def __init__(self, path: Path | str, *, key: str | None, log=print):
         self.path = Path(path)
         self.tmp = partial_path(self.path)
-        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
-        self.group = self._open()
+        self.log = log
+        self.group = self._open(key)
 
-    def _open(self) -> zarr.Group:
+    def _open(self, key: str | None) -> zarr.Group:
         if self.tmp.exists():
+            reason = "no input identity to check it against" if key is None else "its inputs changed"
             try:
                 group = zarr.open_group(store=str(self.tmp), mode="r+")
-                if group.attrs.get(_FINGERPRINT) == self.fingerprint:
+                if key is not None and group.attrs.get(_KEY) == key:
+                    if remove_zarr_temp_files(self.tmp):
+                        self.log(f"{self.path}: removed temporary files of an interrupted write")
+                    self.log(f"{self.path}: resuming from image {int(group.attrs.get(_PROGRESS, 0))}")
                     return group
             except Exception:  # unreadable leftovers: start again
-                pass
+                reason = "the unfinished store is unreadable"
+            self.log(f"{self.path}: starting afresh ({reason})")
             shutil.rmtree(self.tmp)
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(store=str(self.tmp), mode="w")
-        group.attrs.update({_FINGERPRINT: self.fingerprint, _PROGRESS: 0})
+        group.attrs.update({_KEY: key, _PROGRESS: 0})
         return group
 
     @property
@@ -93,15 +149,9 @@ class ResumableStore:
         """Number of leading items already written (resume from this index)."""
         return int(self.group.attrs.get(_PROGRESS, 0))
 
-    def array(
-        self,
-        name: str,
-        shape: tuple[int, ...],
-        dtype: Any,
-        *,
-        chunks: tuple[int, ...] | None = None,
-    ) -> zarr.Array:
-        """Create (or reopen, when resuming) an array chunked one item per chunk, zstd-compressed."""
+    def array(self, name: str, shape: tuple[int, ...], dtype: Any, *, compressors: Any = None) -> zarr.Array:
+        """Create (or reopen, when resuming) an array chunked one item per chunk (1-D arrays: one chunk),
+        zstd-compressed by default."""
         if name in self.group:
             arr = self.group[name]
             if tuple(arr.shape) != tuple(shape) or arr.dtype != np.dtype(dtype):
@@ -110,9 +160,9 @@ class ResumableStore:
         return self.group.create_array(
             name=name,
             shape=shape,
-            chunks=chunks or (1, *shape[1:]),
+            chunks=(1, *shape[1:]) if len(shape) > 1 else tuple(shape),
             dtype=dtype,
-            compressors=ZstdCodec(level=ZSTD_LEVEL),
+            compressors=compressors or ZstdCodec(level=ZSTD_LEVEL),
             fill_value=0,
         )
 
@@ -121,36 +171,11 @@ class ResumableStore:
         self.group.attrs[_PROGRESS] = int(n_items)
 
     def commit(self, attrs: Mapping[str, Any]) -> Path:
-        """Set the final attrs, drop the bookkeeping, and atomically rename to the final path."""
-        final = dict(self.group.attrs)
-        final.pop(_PROGRESS, None)
-        final.pop(_FINGERPRINT, None)
-        final.update(attrs)
+        """Set the final attrs (bookkeeping dropped), remove stray temporary files, rename to the final path."""
         self.group.attrs.clear()
-        self.group.attrs.update(final)
+        self.group.attrs.update(dict(attrs))
+        remove_zarr_temp_files(self.tmp)
         if self.path.exists():
-            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
-        os.replace(self.tmp, self.path)
+            shutil.rmtree(self.path)
+        self.tmp.rename(self.path)
         return self.path
-
-
-def write_json_atomic(path: Path | str, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def write_csv_atomic(path: Path | str, rows: list[dict[str, Any]], fieldnames: list[str] | None = None) -> None:
-    """Rows (dicts) as CSV with columns ``fieldnames`` (default: the first row's keys), written via a
-    temporary file and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fieldnames or list(rows[0]), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depthcore.geometry import NYU_INTRINSICS, scale_intrinsics
+from depthcore.geometry import NYU_HEIGHT, NYU_INTRINSICS, NYU_WIDTH
 
-# Share of rooms held out as the test split (whole rooms, like NYUv2's scene-disjoint split).
-SYNTHETIC_TEST_FRACTION = 0.25
 MIN_PAIR_TRANSLATION_M, MAX_PAIR_TRANSLATION_M = 0.05, 0.15
 MIN_PAIR_ROTATION_DEG, MAX_PAIR_ROTATION_DEG = 1.0, 4.0
 _LIGHT = np.array([0.3, -0.8, -0.5]) / np.linalg.norm([0.3, -0.8, -0.5])  # towards the light (y down)
@@ -204,11 +202,15 @@ class SyntheticSample:
 
 
 def intrinsics_for(height: int, width: int) -> tuple[float, float, float, float]:
-    """NYUv2 intrinsics resampled to the synthetic image size."""
-    return scale_intrinsics(NYU_INTRINSICS, height, width)
+    """NYUv2 intrinsics (fx, fy, cx, cy) resampled from 480 x 640 to ``height`` x ``width``."""
+    sx, sy = width / NYU_WIDTH, height / NYU_HEIGHT
+    fx, fy, cx, cy = NYU_INTRINSICS
+    return (fx * sx, fy * sy, cx * sx, cy * sy)
 
 
-def render_sample(seed: int, index: int, *, height: int, width: int, views_per_room: int) -> SyntheticSample:
+def render_sample(
+    seed: int, index: int, *, views_per_room: int, height: int = NYU_HEIGHT, width: int = NYU_WIDTH
+) -> SyntheticSample:
     """Render image ``index`` of the set with ``seed``; depends on nothing else."""
     scene = index // views_per_room
     room = make_room(np.random.default_rng([seed, scene]))

@@ -1,12 +1,11 @@
 """Training samples: per-image crop-space tensors from the prepared and cached stores.
 
-:class:`TrainingDataset` reads ``dataset.zarr`` and, where the requested keys need them,
-``clip.zarr``, ``segments.zarr`` and ``zeroshot.zarr``, and returns for one image a dict holding
-exactly the requested keys plus ``index``, all cropped to the DepthCLIP crop (416 x 544 on NYUv2):
+:class:`TrainingDataset` reads, for the dataset rows it is given, exactly the requested keys from
+the stores that hold them, all cropped to the DepthCLIP crop (416 x 544 on NYUv2), plus ``index``:
 
-- ``rgb`` 3 x h x w float32 in [0, 1]; ``depth`` 1 x h x w float32 metres, 0 = invalid
-- ``clip_<layer>`` C x h/s x w/s float16 (the cached features of the image as seen)
-- ``zeroshot`` 1 x h x w float32 metres; ``segments`` h x w int64 ids, 0 = none
+- ``rgb`` 3 x h x w float32 in [0, 1]; ``depth`` 1 x h x w float32 metres, 0 = invalid (``dataset``)
+- ``clip_<layer>`` C x h/s x w/s float16, the cached features of the image as seen (``features``)
+- ``zeroshot`` 1 x h x w float32 metres (``zeroshot``); ``segments`` h x w int64 ids, 0 = none (``segments``)
 - ``pair_rgb`` 3 x h x w, ``pair_pose`` 4 x 4 (target-to-source), ``intrinsics`` 3 x 3 (crop pixels)
 
 ``flip``: ``"none"`` returns every image as stored; ``"random"`` mirrors an image with probability
@@ -22,20 +21,19 @@ Stores are opened read-only and lazily in each process, so the dataset is safe i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from depthcore.data.splits import SPLIT_CODES
-from depthcore.data.store import StoreError, open_store
+from depthcore.data.store import Store, StoreError
 from depthcore.geometry import DEPTHCLIP_CROP, crop_shape, crop_tensor
 
 CLIP_PREFIX = "clip_"
 FLIPPED_SUFFIX = "_flipped"
 SPATIAL_KEYS = ("rgb", "depth", "zeroshot", "segments", "pair_rgb")  # mirrored along their last axis
-BASE_KEYS = ("rgb", "depth", "pair_rgb", "pair_pose", "intrinsics")
 FLIP_MODES = ("none", "random")
 FLIP = np.diag([-1.0, 1.0, 1.0, 1.0]).astype(np.float32)  # x -> -x in camera coordinates
 
@@ -81,86 +79,78 @@ def mirror_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+STORE_OF = {
+    "rgb": "dataset",
+    "depth": "dataset",
+    "pair_rgb": "dataset",
+    "pair_pose": "dataset",
+    "intrinsics": "dataset",
+    "zeroshot": "zeroshot",
+    "segments": "segments",
+}
+ARRAY_OF = {"zeroshot": "depth", "segments": "labels", "intrinsics": "rgb"}
+
+
+def store_of(key: str) -> str:
+    """Which store a batch key is read from: dataset, features, zeroshot or segments."""
+    if key.startswith(CLIP_PREFIX):
+        return "features"
+    if key not in STORE_OF:
+        raise ValueError(f"unknown batch key {key!r}; valid keys are {sorted(STORE_OF)} and clip_<layer>")
+    return STORE_OF[key]
+
+
 class TrainingDataset(Dataset):
-    """Crop-space training samples of one split (see the module docstring for the keys)."""
+    """Crop-space samples of the dataset rows ``indices`` (see the module docstring for the keys).
+
+    stores: store name (dataset, features, zeroshot, segments) -> path; only those the keys need are read.
+    """
 
     def __init__(
         self,
         *,
-        dataset: Path | str,
-        split: str,
+        stores: Mapping[str, Path | str],
+        indices: np.ndarray,
         keys: tuple[str, ...],
-        features: Path | str | None = None,
-        segments: Path | str | None = None,
-        zeroshot: Path | str | None = None,
         flip: str = "none",
         seed: int = 0,
         with_flipped: bool = False,
         crop: tuple[int, int, int, int] = DEPTHCLIP_CROP,
     ):
-        if split not in SPLIT_CODES:
-            raise ValueError(f"unknown split {split!r}; valid splits are {list(SPLIT_CODES)}")
         if flip not in FLIP_MODES:
             raise ValueError(f"unknown flip mode {flip!r}; valid modes are {list(FLIP_MODES)}")
         self.keys = tuple(dict.fromkeys(keys))
-        self.layers = tuple(key.removeprefix(CLIP_PREFIX) for key in self.keys if key.startswith(CLIP_PREFIX))
-        unknown = [
-            k for k in self.keys if not k.startswith(CLIP_PREFIX) and k not in BASE_KEYS + ("zeroshot", "segments")
-        ]
-        if unknown:
-            raise ValueError(f"unknown batch key(s) {unknown}")
-        self.paths = {"dataset": Path(dataset)}
-        needs = {
-            "features": bool(self.layers),
-            "segments": "segments" in self.keys,
-            "zeroshot": "zeroshot" in self.keys,
-        }
-        for name, path in (("features", features), ("segments", segments), ("zeroshot", zeroshot)):
-            if needs[name]:
-                if path is None:
-                    raise ValueError(f"batch keys {list(self.keys)} need the {name} store, but none was given")
-                self.paths[name] = Path(path)
-        self.required = {
-            "dataset": ("split", "rgb", "depth") + (("pair_rgb", "pair_pose") if "pair_rgb" in self.keys else ()),
-            "features": self.layers,
-            "segments": ("labels",),
-            "zeroshot": ("depth",),
-        }
-        groups = {name: open_store(path, required=self.required[name]) for name, path in self.paths.items()}
-        n = int(groups["dataset"]["split"].shape[0])
-        for name, group in groups.items():
-            first = group[self.required[name][0]] if name != "dataset" else group["rgb"]
-            if int(first.shape[0]) != n:
-                raise StoreError(
-                    f"{self.paths[name]} holds {first.shape[0]} images but {self.paths['dataset']} holds {n}: "
-                    "the store was built from another dataset; rerun `dvc repro`"
-                )
-        self.indices = np.flatnonzero(np.asarray(groups["dataset"]["split"][:]) == SPLIT_CODES[split])
-        self.split = split
+        needed = {"dataset"} | {store_of(key) for key in self.keys}
+        missing = sorted(needed - set(stores))
+        if missing:
+            raise ValueError(f"batch keys {list(self.keys)} need the store(s) {missing}, which were not given")
+        required: dict[str, set[str]] = {name: set() for name in needed}
+        for key in self.keys:
+            required[store_of(key)].add(
+                key.removeprefix(CLIP_PREFIX) if key.startswith(CLIP_PREFIX) else ARRAY_OF.get(key, key)
+            )
+        self.stores = {name: Store(stores[name], required=tuple(sorted(required[name]))) for name in needed}
+        n = self.stores["dataset"].shape("rgb")[0]
+        for name, store in self.stores.items():
+            for array in required[name]:
+                if store.shape(array)[0] != n:
+                    raise StoreError(
+                        f"{store.path} holds {store.shape(array)[0]} images but {self.stores['dataset'].path} holds "
+                        f"{n}: the store was built from another dataset; rerun `dvc repro`"
+                    )
+        self.indices = np.asarray(indices, dtype=np.int64)
         self.flip = flip
         self.seed = int(seed)
         self.epoch = 0
         self.with_flipped = with_flipped
         self.crop = crop
-        fx, fy, cx, cy = groups["dataset"].attrs.get("intrinsics", (0.0, 0.0, 0.0, 0.0))
+        fx, fy, cx, cy = self.stores["dataset"].attrs.get("intrinsics", (0.0, 0.0, 0.0, 0.0))
         top, _, left, _ = crop
         self.intrinsics = torch.tensor([[fx, 0, cx - left], [0, fy, cy - top], [0, 0, 1]], dtype=torch.float32)
         self.image_size = crop_shape(crop)
-        self._groups: dict | None = None
 
     def __len__(self) -> int:
         return int(self.indices.size)
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_groups"] = None  # each worker re-opens the stores itself (read-only)
-        return state
-
-    @property
-    def groups(self) -> dict:
-        if self._groups is None:
-            self._groups = {name: open_store(path) for name, path in self.paths.items()}
-        return self._groups
 
     def set_epoch(self, epoch: int) -> None:
         """Select the random flips of ``epoch`` (call before iterating)."""
@@ -174,28 +164,25 @@ class TrainingDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         i = int(self.indices[item])
-        g = self.groups
         flipped = self.is_flipped(i)
         sample: dict[str, torch.Tensor] = {"index": torch.tensor(i, dtype=torch.int64)}
         for key in self.keys:
+            store = self.stores[store_of(key)]
             if key.startswith(CLIP_PREFIX):
-                layer = key.removeprefix(CLIP_PREFIX)
-                views = np.asarray(g["features"][layer][i])  # 2 x C x h x w: image, mirrored image
+                views = store.read(key.removeprefix(CLIP_PREFIX), i)  # 2 x C x h x w: image, mirrored image
                 sample[key] = torch.from_numpy(views[int(flipped)])
                 if self.with_flipped:
                     sample[key + FLIPPED_SUFFIX] = torch.from_numpy(views[1 - int(flipped)])
             elif key in ("rgb", "pair_rgb"):
-                rgb = crop_tensor(np.asarray(g["dataset"][key][i]).transpose(2, 0, 1), self.crop)
+                rgb = crop_tensor(store.read(key, i).transpose(2, 0, 1), self.crop)
                 sample[key] = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)
-            elif key == "depth":
-                sample[key] = _crop_map(g["dataset"]["depth"][i], self.crop)[None]
-            elif key == "zeroshot":
-                sample[key] = _crop_map(g["zeroshot"]["depth"][i], self.crop)[None]
+            elif key in ("depth", "zeroshot"):
+                sample[key] = _crop_map(store.read(ARRAY_OF.get(key, key), i), self.crop)[None]
             elif key == "segments":
-                labels = crop_tensor(np.asarray(g["segments"]["labels"][i]), self.crop)
+                labels = crop_tensor(store.read("labels", i), self.crop)
                 sample[key] = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64))
             elif key == "pair_pose":
-                sample[key] = torch.from_numpy(np.asarray(g["dataset"]["pair_pose"][i], dtype=np.float32))
+                sample[key] = torch.from_numpy(store.read(key, i).astype(np.float32))
             elif key == "intrinsics":
                 sample[key] = self.intrinsics.clone()
         if flipped:  # features were already taken from the mirrored view
@@ -205,6 +192,6 @@ class TrainingDataset(Dataset):
         return sample
 
 
-def _crop_map(values, crop: tuple[int, int, int, int]) -> torch.Tensor:
+def _crop_map(values: np.ndarray, crop: tuple[int, int, int, int]) -> torch.Tensor:
     """H x W store slice -> h x w float32 tensor of the crop."""
     return torch.from_numpy(np.ascontiguousarray(crop_tensor(np.asarray(values, dtype=np.float32), crop)))

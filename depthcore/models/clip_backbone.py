@@ -1,23 +1,20 @@
-"""The frozen CLIP backbone: weights, multi-scale visual features and the text encoder.
+"""The frozen CLIP backbone: multi-scale visual features and the text encoder.
 
 Only OpenAI's ModifiedResNet image towers (open_clip ``RN*`` models) are supported: their
 stem / layer1..layer4 structure gives the feature pyramid that DepthCLIP and the adapters use.
+Weights come from the ``fetch_clip`` stage's folder (:mod:`depthcore.models.clip_weights`).
 
-Weights (``clip.pretrained``):
-
-- ``openai``: OpenAI's release, located through open_clip's pretrained table (URL, and the SHA-256
-  that OpenAI embeds in the URL). ``fetch_clip_weights`` downloads it (resumable, verified) and
-  converts the TorchScript archive once into a plain state dict ``<model>-openai.pt`` next to it,
-  whose own SHA-256 is recorded, so every later stage loads with ``torch.load(weights_only=True)``
-  and never touches the network.
-- ``none``: the same architecture with random weights seeded by ``clip.init_seed`` (offline mode).
-- a path: a local open_clip / OpenAI state dict (``.pt`` / ``.bin`` / ``.safetensors``).
+Random weights (``clip.pretrained: none``, the offline mode) are made informative. With open_clip's
+own random init (PyTorch's default conv scale, the last BatchNorm of every bottleneck at zero, and
+BatchNorm in eval mode with unit statistics) every conv shrinks its input, and layer4 features are
+~1e-3 in size (std 0.003 on a step image). Here, seeded: every conv is He-initialised (normal,
+fan-in, ReLU gain) and each bottleneck's last BatchNorm scale is RESIDUAL_SCALE, so activations stay
+O(1-10) through all 16 blocks (std 1.3 / 2.0 / 3.4 / 7.8 / 10.6 at stem / layer1..4 on that image) and
+follow the image's content at every scale; offline learning tests can then tell a model that learns.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,22 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthcore.config import CLIP_LAYERS, ClipConfig
-from depthcore.download import DownloadError, RemoteFile, fetch, sha256_of
-from depthcore.errors import DepthcoreError
-
-PRETRAINED_OPENAI = "openai"
-PRETRAINED_NONE = "none"
-CONVERTED_SUFFIX = "-openai.pt"
-# Keys in OpenAI's TorchScript state dicts that are metadata, not parameters.
-OPENAI_METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
-# Stride of each cached layer relative to the input image. The stem is taken before its 2 x 2
-# average pool (after the third conv), so it is at stride 2.
-LAYER_STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
-
-
-class ClipError(DepthcoreError, ValueError):
-    """An unknown CLIP model, a missing weights file, or weights that do not fit the model."""
+from depthcore.geometry import CLIP_LAYER_STRIDES, CLIP_LAYERS
+from depthcore.models.clip_weights import ClipError, check_model_name, load_state_dict
+from depthcore.models.weights import read_manifest, weights_file
 
 
 @dataclass(frozen=True)
@@ -51,144 +35,12 @@ class LayerSpec:
     stride: int
 
 
-def resnet_models() -> list[str]:
-    """open_clip model names with a ModifiedResNet image tower (stem, layer1..layer4)."""
-    import open_clip
-
-    return sorted(name for name in open_clip.list_models() if name.startswith("RN") and _vision_cfg(name).get("layers"))
-
-
-def _vision_cfg(name: str) -> dict:
-    import open_clip
-
-    return (open_clip.get_model_config(name) or {}).get("vision_cfg", {})
-
-
-def check_model_name(name: str) -> None:
-    """Raise ClipError listing the valid names unless ``name`` is a ModifiedResNet CLIP model."""
-    valid = resnet_models()
-    if name not in valid:
-        raise ClipError(
-            f"params 'clip.model': unknown or unsupported CLIP model {name!r}; valid models (ModifiedResNet "
-            f"image towers with stem/layer1..layer4) are {valid}"
-        )
-
-
 def layer_specs_of(visual: nn.Module) -> dict[str, LayerSpec]:
     """Channels and stride of each cacheable layer of an open_clip ModifiedResNet image tower."""
     channels = {"stem": visual.conv3.out_channels}
     for name in CLIP_LAYERS[1:]:
         channels[name] = getattr(visual, name)[-1].conv3.out_channels
-    return {name: LayerSpec(channels[name], LAYER_STRIDES[name]) for name in CLIP_LAYERS}
-
-
-# ------------------------------------------------------------------------------------------ weights
-def converted_weights_path(cfg: ClipConfig, weights_dir: Path | str) -> Path:
-    """Where ``fetch_clip_weights`` keeps the plain state dict of the OpenAI weights."""
-    return Path(weights_dir) / f"{cfg.model}{CONVERTED_SUFFIX}"
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def fetch_clip_weights(cfg: ClipConfig, weights_dir: Path | str, *, progress: bool = True) -> Path | None:
-    """Make the weights ``cfg`` asks for available locally; return their path (None for random init).
-
-    ``openai``: download OpenAI's archive (URL and SHA-256 from open_clip's pretrained table) into
-    ``weights_dir``, verify it, convert it to a plain state dict ``<model>-openai.pt`` with its SHA-256
-    in ``<model>-openai.pt.sha256`` and its provenance in ``<model>-openai.json``, and delete the
-    archive. Raises DownloadError (with the offline command) when the network is unavailable.
-    """
-    check_model_name(cfg.model)
-    Path(weights_dir).mkdir(parents=True, exist_ok=True)  # the stage's output, even when nothing is fetched
-    if cfg.pretrained == PRETRAINED_NONE:
-        return None
-    if cfg.pretrained != PRETRAINED_OPENAI:
-        path = Path(cfg.pretrained)
-        if not path.is_file():
-            raise ClipError(
-                f"params 'clip.pretrained': {cfg.pretrained!r} is neither 'openai', 'none' nor an existing "
-                "checkpoint file"
-            )
-        return path
-
-    import open_clip
-
-    url = open_clip.get_pretrained_url(cfg.model, PRETRAINED_OPENAI)
-    if not url:
-        raise ClipError(
-            f"open_clip has no OpenAI weights for {cfg.model!r}; models with them: "
-            f"{sorted(set(open_clip.list_pretrained_models_by_tag(PRETRAINED_OPENAI)) & set(resnet_models()))}"
-        )
-    out = converted_weights_path(cfg, weights_dir)
-    if out.exists() and _sidecar(out).exists():
-        expected = _sidecar(out).read_text().split()[0]
-        if sha256_of(out) == expected:
-            return out
-        raise DownloadError(f"{out}: SHA-256 does not match {_sidecar(out)}; delete both and rerun fetch_weights")
-    # OpenAI publishes the SHA-256 of each file as the last folder of its URL.
-    remote = RemoteFile(url=url, filename=os.path.basename(url), sha256=url.rstrip("/").split("/")[-2])
-    archive = fetch(remote, weights_dir, progress=progress)
-    state = {k: v for k, v in torch.jit.load(str(archive), map_location="cpu").state_dict().items()}
-    for key in OPENAI_METADATA_KEYS:
-        state.pop(key, None)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out)
-    digest = sha256_of(out)
-    _sidecar(out).write_text(f"{digest}  {out.name}\n")
-    provenance = {"model": cfg.model, "url": url, "source_sha256": remote.sha256, "sha256": digest}
-    out.with_suffix(".json").write_text(json.dumps(provenance, indent=2) + "\n")
-    archive.unlink()
-    return out
-
-
-def weights_path(cfg: ClipConfig, weights_dir: Path | str) -> Path | None:
-    """The local weights file ``build_clip_backbone`` loads (None for random init); must exist."""
-    if cfg.pretrained == PRETRAINED_NONE:
-        return None
-    path = converted_weights_path(cfg, weights_dir) if cfg.pretrained == PRETRAINED_OPENAI else Path(cfg.pretrained)
-    if not path.is_file():
-        raise ClipError(f"CLIP weights {path} not found: run `dvc repro fetch_weights` first")
-    return path
-
-
-def weights_tag(cfg: ClipConfig) -> str:
-    """A short description of the weights, e.g. 'openai' or 'none (seed 0)'."""
-    return f"none (seed {cfg.init_seed})" if cfg.pretrained == PRETRAINED_NONE else cfg.pretrained
-
-
-def weights_sha256(cfg: ClipConfig, weights_dir: Path | str) -> str | None:
-    """SHA-256 of the weights file (None for random init); the recorded value for 'openai'."""
-    path = weights_path(cfg, weights_dir)
-    if path is None:
-        return None
-    side = _sidecar(path)
-    return side.read_text().split()[0] if side.exists() else sha256_of(path)
-
-
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A CLIP state dict from a plain checkpoint (weights_only); unwraps 'state_dict' and 'module.'."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # TorchScript archives and pickles with code are refused by weights_only
-            raise ClipError(
-                f"{path} is not a plain state dict loadable with weights_only=True ({exc}). OpenAI's original "
-                "TorchScript .pt files are converted by `clip.pretrained: openai` (fetch_weights stage)."
-            ) from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state:
-        raise ClipError(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
-    if all(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    return {k: v for k, v in state.items() if k not in OPENAI_METADATA_KEYS}
+    return {name: LayerSpec(channels[name], CLIP_LAYER_STRIDES[name]) for name in CLIP_LAYERS}
 
 
 # ------------------------------------------------------------------------------------------ backbone
@@ -206,8 +58,7 @@ class ClipBackbone(nn.Module):
         self.clip = clip_model
         if not all(hasattr(clip_model.visual, name) for name in ("conv3", *CLIP_LAYERS[1:], "attnpool")):
             raise ClipError(f"{model_name}: the image tower is not a ModifiedResNet (stem, layer1..layer4)")
-        self.layer_specs = layer_specs_of(clip_model.visual)
-        self.LAYER_SPECS = self.layer_specs  # per layer name: LayerSpec(channels, stride)
+        self.layer_specs = layer_specs_of(clip_model.visual)  # per layer name: LayerSpec(channels, stride)
         self.embed_dim = int(clip_model.visual.output_dim)
         self._tokenizer = None  # open_clip's tokenizer for model_name, loaded on first use
         self.clip.requires_grad_(False)
@@ -225,7 +76,7 @@ class ClipBackbone(nn.Module):
             raise ValueError(f"expected B x 3 x H x W images, got {tuple(images.shape)}")
         if images.shape[-2] % 32 or images.shape[-1] % 32:
             raise ValueError(f"image height and width must be multiples of 32, got {tuple(images.shape[-2:])}")
-        unknown = [name for name in layers if name not in LAYER_STRIDES]
+        unknown = [name for name in layers if name not in CLIP_LAYER_STRIDES]
         if unknown:
             raise ValueError(f"unknown layer(s) {unknown}; valid layers are {list(CLIP_LAYERS)}")
         visual = self.clip.visual
@@ -277,36 +128,60 @@ class ClipBackbone(nn.Module):
         }
 
 
-def build_clip_backbone(*, cfg: ClipConfig, weights_dir: Path | str) -> ClipBackbone:
-    """The frozen backbone for ``cfg`` on CPU, float32 (move it with ``.to(device)``).
+def build_clip_backbone(
+    *, model: str, state_dict: dict[str, torch.Tensor] | None = None, init_seed: int = 0, source: str = ""
+) -> ClipBackbone:
+    """The frozen backbone of open_clip ``model`` on CPU, float32 (move it with ``.to(device)``).
 
-    ``pretrained: none`` initialises randomly from ``cfg.init_seed`` (the global RNG is left as it
-    was); otherwise the local weights file is loaded strictly, and a file that does not fit the
-    model raises ClipError naming the missing and unexpected keys.
+    ``state_dict`` None: seeded informative random init (the global RNG is left as it was); otherwise
+    the weights are loaded strictly, and weights that do not fit the model raise ClipError naming the
+    missing and unexpected keys (``source`` names the file in that message).
     """
     import open_clip
 
-    check_model_name(cfg.model)
-    path = weights_path(cfg, weights_dir)
+    check_model_name(model)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.init_seed)
-        model = open_clip.create_model(cfg.model, pretrained=None, device="cpu")
-    if path is not None:
-        state = load_state_dict(path)
-        expected = set(model.state_dict())
-        missing = sorted(expected - set(state))
-        unexpected = sorted(set(state) - expected)
+        torch.manual_seed(init_seed)
+        clip_model = open_clip.create_model(model, pretrained=None, device="cpu")
+        if state_dict is None:
+            informative_random_init(clip_model.visual)
+    if state_dict is not None:
+        expected = set(clip_model.state_dict())
+        missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
         if missing or unexpected:
             raise ClipError(
-                f"{path} does not match CLIP model {cfg.model!r}: {len(missing)} missing key(s) "
+                f"{source or 'the weights'} do not match CLIP model {model!r}: {len(missing)} missing key(s) "
                 f"{_preview(missing)}, {len(unexpected)} unexpected key(s) {_preview(unexpected)}. "
                 "Check clip.model against the checkpoint."
             )
         try:
-            model.load_state_dict(state, strict=True)
+            clip_model.load_state_dict(state_dict, strict=True)
         except RuntimeError as exc:  # right names, wrong shapes
-            raise ClipError(f"{path} does not match CLIP model {cfg.model!r}: {exc}") from exc
-    return ClipBackbone(model, model_name=cfg.model)
+            raise ClipError(f"{source or 'the weights'} do not match CLIP model {model!r}: {exc}") from exc
+    return ClipBackbone(clip_model, model_name=model)
+
+
+RESIDUAL_SCALE = 0.5  # last BatchNorm scale of each bottleneck under the informative random init
+
+
+def informative_random_init(visual: nn.Module) -> None:
+    """He-initialise every conv of the image tower and set each bottleneck's last BatchNorm scale to
+    RESIDUAL_SCALE (see the module docstring). Call under a seeded RNG."""
+    for module in visual.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+    for name, param in visual.named_parameters():
+        if name.startswith("layer") and name.endswith("bn3.weight"):
+            nn.init.constant_(param, RESIDUAL_SCALE)
+
+
+def load_clip_backbone(weights_dir: Path | str) -> ClipBackbone:
+    """The backbone described by the ``fetch_clip`` manifest in ``weights_dir``."""
+    manifest = read_manifest(weights_dir, stage="fetch_clip")
+    path = weights_file(weights_dir, manifest, stage="fetch_clip")
+    if path is None:
+        return build_clip_backbone(model=manifest["model"], init_seed=manifest["init_seed"])
+    return build_clip_backbone(model=manifest["model"], state_dict=load_state_dict(path), source=str(path))
 
 
 def _preview(keys: list[str], limit: int = 8) -> str:

@@ -13,24 +13,34 @@ Per feature location (DepthCLIP, Zhang et al. 2022):
 The zero-shot prediction for an image averages the prediction of the image and of its mirror
 image (flipped back), upsamples it bilinearly to the 416 x 544 input crop and pastes it into a zero
 480 x 640 canvas (``depthcore.geometry``).
+
+The ``clip_head`` stage encodes the prompts once and saves the head (text embeddings, bins, and the
+attention-pool projections for ``maskclip``) as a small safetensors artifact; everything downstream
+loads it with :func:`load_head` and never rebuilds CLIP.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthcore.config import DEPTHCLIP_DENSE, ConfigError, DepthclipConfig
+from depthcore.errors import DepthcoreError
 from depthcore.geometry import flip_average, paste_prediction
+from depthcore.io import atomic_path
 from depthcore.models.clip_backbone import ClipBackbone
 
 LOGIT_SCALE = 100.0  # CLIP's fixed logit scale in DepthCLIP (the learned one is not used)
 CHANNEL_STEP = 2  # depthclip dense mode keeps channels 0, 2, 4, ...
 PROJECTION_KEYS = ("v_weight", "v_bias", "c_weight", "c_bias")
+DENSE_MODES = ("depthclip", "maskclip")
 
 
-def depth_prompts(cfg: DepthclipConfig) -> list[str]:
+def depth_prompts(cfg) -> list[str]:
     """One prompt per depth class, e.g. 'This object is giant'."""
     return [cfg.template.format(object=cfg.object, depth_class=name) for name in cfg.classes]
 
@@ -51,10 +61,8 @@ class DepthCLIPHead(nn.Module):
         dense: 'depthclip' or 'maskclip'; projections: the attention pool's ``v_weight`` (C x C),
         ``v_bias`` (C), ``c_weight`` (D x C), ``c_bias`` (D), required for 'maskclip'."""
         super().__init__()
-        if dense not in DEPTHCLIP_DENSE:
-            raise ConfigError(
-                f"params 'depthclip.dense': unknown value {dense!r}; valid values are {list(DEPTHCLIP_DENSE)}"
-            )
+        if dense not in DENSE_MODES:
+            raise ValueError(f"unknown dense mode {dense!r}; valid modes are {list(DENSE_MODES)}")
         bins = torch.as_tensor(bins, dtype=torch.float32)
         if text_embeddings.ndim != 2 or bins.shape != (text_embeddings.shape[0],):
             raise ValueError(
@@ -78,13 +86,15 @@ class DepthCLIPHead(nn.Module):
                 self.register_buffer(key, projections[key].detach().float().clone())
 
     def dense_embeddings(self, layer4: torch.Tensor) -> torch.Tensor:
-        """layer4: B x C x h x w (any float dtype) -> B x D x h x w float32 dense embeddings."""
-        x = layer4.float()
-        if self.dense == "depthclip":
-            x = F.normalize(x, dim=1)[:, ::CHANNEL_STEP]
-        else:
-            x = F.conv2d(x, self.v_weight[:, :, None, None], self.v_bias)
-            x = F.normalize(F.conv2d(x, self.c_weight[:, :, None, None], self.c_bias), dim=1)
+        """layer4: B x C x h x w (any float dtype) -> B x D x h x w float32 dense embeddings (float32
+        even under autocast)."""
+        with torch.autocast(layer4.device.type, enabled=False):
+            x = layer4.float()
+            if self.dense == "depthclip":
+                x = F.normalize(x, dim=1)[:, ::CHANNEL_STEP]
+            else:
+                x = F.conv2d(x, self.v_weight[:, :, None, None], self.v_bias)
+                x = F.normalize(F.conv2d(x, self.c_weight[:, :, None, None], self.c_bias), dim=1)
         if x.shape[1] != self.text.shape[1]:
             raise ValueError(
                 f"dense embeddings have {x.shape[1]} channels but the text embeddings {self.text.shape[1]}: "
@@ -92,26 +102,32 @@ class DepthCLIPHead(nn.Module):
             )
         return x
 
-    def depth_from_embeddings(self, dense: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+    def depth_from_embeddings(
+        self, dense: torch.Tensor, text: torch.Tensor | None = None, *, logit_scale: float | None = None
+    ) -> torch.Tensor:
         """dense: B x D x h x w; text: K x D (default: the head's prompts) -> B x 1 x h x w metres.
 
-        Used as given (no renormalisation): the published head feeds vectors of norm ~1/sqrt(2).
+        logits = logit_scale * <dense, text_k> (default: LOGIT_SCALE / temperature, DepthCLIP's), in
+        float32 even under autocast (the logits reach ~1000). Used as given, no renormalisation: the
+        published head feeds vectors of norm ~1/sqrt(2).
         """
         text = self.text if text is None else text
-        logits = LOGIT_SCALE * torch.einsum("bdhw,kd->bkhw", dense, text.to(dense.dtype)) / self.temperature
-        probs = logits.softmax(dim=1)
-        return (probs * self.bins.to(probs.dtype)[None, :, None, None]).sum(dim=1, keepdim=True)
+        scale = LOGIT_SCALE / self.temperature if logit_scale is None else logit_scale
+        with torch.autocast(dense.device.type, enabled=False):
+            logits = scale * torch.einsum("bdhw,kd->bkhw", dense.float(), text.float())
+            probs = logits.softmax(dim=1)
+            return (probs * self.bins[None, :, None, None]).sum(dim=1, keepdim=True)
 
     def forward(self, layer4: torch.Tensor) -> torch.Tensor:
         """layer4: B x C x h x w -> B x 1 x h x w depth in metres."""
         return self.depth_from_embeddings(self.dense_embeddings(layer4))
 
 
-def build_depthclip_head(*, backbone: ClipBackbone, cfg: DepthclipConfig) -> DepthCLIPHead:
-    """The head for ``cfg`` with its prompts encoded by ``backbone``'s text tower."""
+def build_depthclip_head(*, backbone: ClipBackbone, cfg) -> DepthCLIPHead:
+    """The head for ``cfg`` (the depthclip section) with its prompts encoded by ``backbone``'s text tower."""
     channels = backbone.layer_specs["layer4"].channels
     if cfg.dense == "depthclip" and channels // CHANNEL_STEP != backbone.embed_dim:
-        raise ConfigError(
+        raise HeadError(
             f"params 'depthclip.dense': 'depthclip' keeps every second of the {channels} layer4 channels, which "
             f"does not give the {backbone.embed_dim}-d text space of {backbone.model_name}; use dense: maskclip "
             "or an RN50 model"
@@ -122,6 +138,45 @@ def build_depthclip_head(*, backbone: ClipBackbone, cfg: DepthclipConfig) -> Dep
         temperature=cfg.temperature,
         dense=cfg.dense,
         projections=backbone.attnpool_projections() if cfg.dense == "maskclip" else None,
+    )
+
+
+class HeadError(DepthcoreError, ValueError):
+    """The head artifact is missing or unreadable, or the settings do not fit the CLIP model."""
+
+
+def save_head(path: Path | str, head: DepthCLIPHead, *, weights: dict[str, Any]) -> Path:
+    """The head as safetensors (deterministic bytes): its buffers, with temperature, dense mode and the
+    CLIP weights manifest as metadata."""
+    from safetensors.torch import save_file
+
+    meta = {"temperature": head.temperature, "dense": head.dense, "weights": weights}
+    tensors = {name: value.contiguous() for name, value in head.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"depthcore": json.dumps(meta, sort_keys=True)})
+    return Path(path)
+
+
+def load_head(path: Path | str) -> DepthCLIPHead:
+    """The head saved by :func:`save_head` (CPU, float32)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise HeadError(f"{path} does not exist: run `dvc repro clip_head`")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads(fh.metadata()["depthcore"])
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+    except Exception as exc:
+        raise HeadError(f"{path} is not a readable head artifact ({exc}): rerun `dvc repro clip_head`") from exc
+    projections = {key: tensors[key] for key in PROJECTION_KEYS if key in tensors} or None
+    return DepthCLIPHead(
+        text_embeddings=tensors["text"],
+        bins=tensors["bins"],
+        temperature=meta["temperature"],
+        dense=meta["dense"],
+        projections=projections,
     )
 
 
@@ -137,3 +192,13 @@ def zeroshot_depth(head: nn.Module, layer4_pair: torch.Tensor) -> torch.Tensor:
     depth = head(layer4_pair.flatten(0, 1).float())  # 2B x 1 x h x w
     depth = depth.unflatten(0, (b, 2))
     return paste_prediction(flip_average(depth[:, 0], depth[:, 1]))
+
+
+def write_head(weights_dir: Path | str, cfg, out: Path | str) -> Path:
+    """The clip_head stage: encode the prompts of ``cfg`` (the depthclip section) with the CLIP of the
+    ``fetch_clip`` folder and save the head artifact."""
+    from depthcore.models.clip_backbone import load_clip_backbone
+    from depthcore.models.weights import read_manifest
+
+    head = build_depthclip_head(backbone=load_clip_backbone(weights_dir), cfg=cfg)
+    return save_head(out, head, weights=read_manifest(weights_dir, stage="fetch_clip"))

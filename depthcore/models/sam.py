@@ -1,10 +1,11 @@
 """Segment Anything (SAM) weights: the official checkpoints, seeded random init, and a strict builder.
 
 ``sam.pretrained`` is ``"official"`` (Meta's released checkpoint for ``sam.model``, downloaded by the
-``fetch_weights`` stage into ``data/weights/``), ``"none"`` (the same architecture with seeded random
-weights, for offline runs) or a path to a local checkpoint (a ``state_dict`` saved with ``torch.save``).
-The architecture itself comes from the ``segment_anything`` package; image encoders always work on
-1024 x 1024 inputs (SAM resizes the longest side and pads).
+``fetch_sam`` stage into ``data/weights/sam/``), ``"none"`` (the same architecture with seeded random
+weights, for offline runs) or a file under ``weights/sam/`` (a ``state_dict`` saved with ``torch.save``;
+the fetch stage depends on that folder, so DVC tracks the file's content). The folder's manifest
+(:mod:`depthcore.models.weights`) says which; :func:`load_sam` reads it. The architecture comes from
+the ``segment_anything`` package; image encoders always work on 1024 x 1024 inputs.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import Sam
 
-from depthcore.config import SAM_MODELS, SamConfig
-from depthcore.download import RemoteFile, fetch, sha256_of
-from depthcore.errors import DepthcoreError
+from depthcore.download import RemoteFile, fetch
+from depthcore.models.weights import WeightsError, copy_local_weights, finish_weights_dir, read_manifest, weights_file
 
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 # Sizes and SHA-256 of the official releases (the hashes are the ones published alongside the
@@ -45,86 +45,48 @@ SAM_CHECKPOINTS: dict[str, RemoteFile] = {
 }
 PRETRAINED_OFFICIAL = "official"
 PRETRAINED_NONE = "none"
+LOCAL_DIR = Path("weights/sam")  # user-provided SAM checkpoints live here (a DVC dependency of fetch_sam)
 
 
-class SamWeightsError(DepthcoreError, RuntimeError):
+class SamWeightsError(WeightsError):
     """SAM weights are missing, unreadable, or do not belong to the chosen ``sam.model``."""
 
 
-def _check_model(model: str) -> None:
-    if model not in SAM_MODELS:
-        raise SamWeightsError(f"unknown SAM model {model!r}; valid models are {list(SAM_MODELS)} (params 'sam.model')")
-
-
-def fetch_sam_weights(cfg: SamConfig, weights_dir: Path | str, *, progress: bool = True) -> Path | None:
-    """Make the weights ``cfg`` asks for available; returns their path, or None for random init.
-
-    'official' downloads (resuming, verifying size and SHA-256) into ``weights_dir``; a local path
-    is only checked to exist; 'none' needs nothing.
-    """
-    _check_model(cfg.model)
-    if cfg.pretrained == PRETRAINED_NONE:
-        return None
-    if cfg.pretrained == PRETRAINED_OFFICIAL:
-        return fetch(SAM_CHECKPOINTS[cfg.model], weights_dir, progress=progress)
-    return _local_checkpoint(cfg.pretrained)
-
-
-def _local_checkpoint(path: str) -> Path:
-    local = Path(path)
-    if not local.is_file():
-        raise SamWeightsError(
-            f"params 'sam.pretrained': {path!r} is neither 'official', 'none' nor an existing checkpoint file"
-        )
-    return local
-
-
-def sam_weights_path(cfg: SamConfig, weights_dir: Path | str) -> Path | None:
-    """Where the weights of ``cfg`` are (without downloading); None for random init.
-
-    Raises SamWeightsError when official weights were not fetched yet.
-    """
-    _check_model(cfg.model)
-    if cfg.pretrained == PRETRAINED_NONE:
-        return None
-    if cfg.pretrained == PRETRAINED_OFFICIAL:
-        path = Path(weights_dir) / SAM_CHECKPOINTS[cfg.model].filename
-        if not path.is_file():
-            raise SamWeightsError(
-                f"official SAM {cfg.model} weights not found at {path}; run the fetch_weights stage "
-                "(`dvc repro fetch_weights`) or set sam.pretrained: none for random weights"
-            )
-        return path
-    return _local_checkpoint(cfg.pretrained)
-
-
-def sam_weights_identity(cfg: SamConfig, weights_dir: Path | str) -> dict[str, Any]:
-    """JSON description of the weights ``cfg`` selects: model, tag, SHA-256 (None for random init)."""
-    path = sam_weights_path(cfg, weights_dir)
-    if path is None:
-        return {"model": cfg.model, "pretrained": PRETRAINED_NONE, "init_seed": cfg.init_seed, "sha256": None}
-    if cfg.pretrained == PRETRAINED_OFFICIAL:
-        sha = SAM_CHECKPOINTS[cfg.model].sha256
+def fetch_sam_weights(sam, out_dir: Path | str, *, local_dir: Path = LOCAL_DIR, progress: bool = True) -> Path:
+    """Make ``out_dir`` hold the weights ``sam`` (the sam section) asks for and their manifest; returns the
+    manifest path. 'official' downloads (resuming, verifying size and SHA-256); other files are removed."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {"model": sam.model, "pretrained": sam.pretrained, "file": None, "sha256": None}
+    if sam.pretrained == PRETRAINED_NONE:
+        manifest["init_seed"] = sam.init_seed
+    elif sam.pretrained == PRETRAINED_OFFICIAL:
+        remote = SAM_CHECKPOINTS[sam.model]
+        manifest |= {"file": fetch(remote, out_dir, progress=progress).name, "sha256": remote.sha256}
     else:
-        sha = sha256_of(path)
-    return {"model": cfg.model, "pretrained": cfg.pretrained, "sha256": sha}
+        manifest |= copy_local_weights(sam.pretrained, local_dir, out_dir, param="sam.pretrained")
+    return finish_weights_dir(out_dir, manifest)
 
 
-def build_sam(*, cfg: SamConfig, weights_dir: Path | str) -> Sam:
-    """The SAM model of ``cfg.model`` in eval mode on the CPU, with the weights ``cfg.pretrained`` selects.
+def load_sam(weights_dir: Path | str) -> Sam:
+    """The SAM model the ``fetch_sam`` manifest in ``weights_dir`` describes, in eval mode on the CPU."""
+    manifest = read_manifest(weights_dir, stage="fetch_sam")
+    path = weights_file(weights_dir, manifest, stage="fetch_sam")
+    return build_sam(model=manifest["model"], checkpoint=path, init_seed=manifest.get("init_seed", 0))
 
-    Random init ('none') is seeded with ``cfg.init_seed`` and leaves the global RNG untouched.
-    A checkpoint is loaded with ``weights_only=True`` and strictly: one that does not match the
-    architecture raises SamWeightsError naming the model and the missing / unexpected keys.
-    """
-    _check_model(cfg.model)
-    path = sam_weights_path(cfg, weights_dir)
+
+def build_sam(*, model: str, checkpoint: Path | None = None, init_seed: int = 0) -> Sam:
+    """The SAM ``model`` (vit_b, vit_l, vit_h) in eval mode on the CPU, with ``checkpoint``'s weights or,
+    for None, seeded random weights (the global RNG is left untouched). A checkpoint is loaded with
+    ``weights_only=True`` and strictly: one that does not fit raises SamWeightsError naming the keys."""
+    if model not in SAM_CHECKPOINTS:
+        raise SamWeightsError(f"unknown SAM model {model!r}; valid models are {list(SAM_CHECKPOINTS)}")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.init_seed)
-        model = sam_model_registry[cfg.model]()
-    if path is not None:
-        load_sam_checkpoint(model, path, model_name=cfg.model)
-    return model.eval()
+        torch.manual_seed(init_seed)
+        sam = sam_model_registry[model]()
+    if checkpoint is not None:
+        load_sam_checkpoint(sam, checkpoint, model_name=model)
+    return sam.eval()
 
 
 def load_sam_checkpoint(model: torch.nn.Module, path: Path | str, *, model_name: str) -> None:
@@ -153,7 +115,7 @@ def load_sam_checkpoint(model: torch.nn.Module, path: Path | str, *, model_name:
             f"SAM checkpoint {path} does not match model {model_name!r} (params 'sam.model'): "
             f"{len(missing)} missing keys {_head(missing)}, {len(unexpected)} unexpected keys {_head(unexpected)}, "
             f"{len(mismatched)} shape mismatches {_head(mismatched)}. Choose the sam.model the checkpoint was "
-            f"trained as ({list(SAM_MODELS)})."
+            f"trained as ({list(SAM_CHECKPOINTS)})."
         )
     model.load_state_dict(state, strict=True)
 

@@ -8,11 +8,11 @@ tensors (the DepthCLIP crop, 416 x 544 for NYUv2; see ``depthcore.data.training`
 - ``zeroshot``: B x 1 x H x W DepthCLIP zero-shot depth, metres
 - ``segments``: B x H x W int64 segment ids, 0 = no segment
 
-It returns depth B x 1 x H/``output_stride`` x W/``output_stride`` in metres. Each adapter declares
-the batch fields it reads (``fields``) and the CLIP layers (``clip_layers``), so the data pipeline
-loads only those. CLIP itself is never part of an adapter: its features are inputs, and any CLIP
-tensors an adapter needs (text embeddings, attention-pool projections) are buffers, saved in the
-state dict but never trained.
+It returns depth B x 1 x H/``output_stride`` x W/``output_stride`` in metres. The batch keys an
+adapter reads are declared by its settings (:meth:`depthcore.section.AdapterConfig.batch_keys`), so
+the data pipeline loads only those. CLIP itself is never part of an adapter: its features are
+inputs, and any CLIP tensors an adapter needs (text embeddings, attention-pool projections) are
+buffers, saved in the state dict but never trained.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthcore.features import IMAGENET_MEAN, IMAGENET_STD
 from depthcore.geometry import DEPTHCLIP_CROP, crop_shape
 from depthcore.models.depthclip import PROJECTION_KEYS, DepthCLIPHead
+from depthcore.section import AdapterConfig
 
 INIT_DEPTH = 2.0  # metres: the starting output of heads that predict depth from scratch
 
@@ -112,23 +112,17 @@ class AdapterContext:
 
 
 class DepthAdapter(nn.Module):
-    """Base class: the declared inputs and output stride of an adapter."""
+    """Base class: the adapter's settings (which say what it reads) and its output stride."""
 
-    name: str = ""
-    fields: tuple[str, ...] = ()
-    clip_layers: tuple[str, ...] = ()
     output_stride: int = 1
+
+    def __init__(self, cfg: AdapterConfig):
+        super().__init__()
+        self.cfg = cfg
 
     def batch_keys(self) -> tuple[str, ...]:
         """Every batch key the adapter reads."""
-        return self.fields + tuple(clip_key(layer) for layer in self.clip_layers)
-
-
-def normalise_rgb(rgb: torch.Tensor) -> torch.Tensor:
-    """B x 3 x H x W in [0, 1] -> ImageNet-normalised (the normalisation of the CLIP features)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=rgb.dtype, device=rgb.device)[None, :, None, None]
-    std = torch.tensor(IMAGENET_STD, dtype=rgb.dtype, device=rgb.device)[None, :, None, None]
-    return (rgb - mean) / std
+        return self.cfg.batch_keys()
 
 
 def check_divisible(image_size: tuple[int, int], stride: int, adapter: str) -> None:

@@ -11,14 +11,40 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
-from depthcore.config import ClipAdapterConfig
 from depthcore.models.adapters.base import AdapterContext, DepthAdapter, clip_key
+from depthcore.models.adapters.registry import register
+from depthcore.section import AdapterConfig
 
 LAYER = "layer4"
+
+
+class ClipAdapterConfig(AdapterConfig):
+    """``adapters.clip_adapter``: bottleneck MLPs (``reduction`` = in / hidden width, ``ratio`` = weight
+    of the adapted feature in the residual mix) on the image and/or text side."""
+
+    image: bool
+    text: bool
+    reduction: Annotated[int, Field(ge=1)]
+    ratio: Annotated[float, Field(ge=0, le=1)]
+
+    @model_validator(mode="after")
+    def _something_to_train(self) -> ClipAdapterConfig:
+        if not (self.image or self.text):
+            raise ValueError("params 'adapters.clip_adapter': image and text are both false, nothing would be trained")
+        return self
+
+    def batch_keys(self) -> tuple[str, ...]:
+        return (clip_key(LAYER),)
+
+    def needs_head(self) -> bool:
+        return True
 
 
 class BottleneckMLP(nn.Module):
@@ -42,16 +68,15 @@ class BottleneckMLP(nn.Module):
 class ClipAdapter(DepthAdapter):
     """layer4 features -> adapted dense and text embeddings -> depth B x 1 x H/32 x W/32, metres."""
 
-    name = "clip_adapter"
-    clip_layers = (LAYER,)
     output_stride = 32
 
-    def __init__(self, *, head: nn.Module, image: bool, text: bool, reduction: int, ratio: float):
-        super().__init__()
+    def __init__(self, cfg: ClipAdapterConfig, *, head: nn.Module):
+        super().__init__(cfg)
         dim = int(head.text.shape[1])
         self.head = head.requires_grad_(False)  # frozen: buffers only
-        self.image_adapter = BottleneckMLP(dim, reduction=reduction, ratio=ratio) if image else None
-        self.text_adapter = BottleneckMLP(dim, reduction=reduction, ratio=ratio) if text else None
+        mlp = {"reduction": cfg.reduction, "ratio": cfg.ratio}
+        self.image_adapter = BottleneckMLP(dim, **mlp) if cfg.image else None
+        self.text_adapter = BottleneckMLP(dim, **mlp) if cfg.text else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         dense = self.head.dense_embeddings(batch[clip_key(LAYER)])  # B x D x h x w
@@ -63,9 +88,10 @@ class ClipAdapter(DepthAdapter):
         return self.head.depth_from_embeddings(dense, text)
 
 
+@register("clip_adapter", config=ClipAdapterConfig)
 def build_clip_adapter(*, cfg: ClipAdapterConfig, context: AdapterContext) -> ClipAdapter:
     """CLIP-Adapter around ``context.head`` (required)."""
     if context.head is None:
         raise ValueError("clip_adapter needs the DepthCLIP head (text embeddings) in its context")
     context.require_layers((LAYER,), "clip_adapter")
-    return ClipAdapter(head=context.head, image=cfg.image, text=cfg.text, reduction=cfg.reduction, ratio=cfg.ratio)
+    return ClipAdapter(cfg, head=context.head)

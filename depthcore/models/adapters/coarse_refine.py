@@ -13,15 +13,35 @@ coarse input (the paper's Table 2).
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from depthcore.config import CoarseRefineConfig
-from depthcore.models.adapters.base import INIT_DEPTH, AdapterContext, DepthAdapter, check_divisible, normalise_rgb
+from depthcore.geometry import normalise_imagenet
+from depthcore.models.adapters.base import INIT_DEPTH, AdapterContext, DepthAdapter, check_divisible
+from depthcore.models.adapters.registry import register
+from depthcore.section import AdapterConfig
 
 FINE_STRIDE = 4
+Width = Annotated[int, Field(ge=1)]
+
+
+class CoarseRefineConfig(AdapterConfig):
+    """``adapters.coarse_refine``: zero-shot depth (pooled to ``input_stride``) -> fully connected layers
+    (``hidden`` units) -> coarse map at ``coarse_stride``; ``coarse_refined`` adds the fine stack
+    (``fine_channels``) on RGB + coarse map, output at stride 4."""
+
+    mode: Literal["coarse", "coarse_refined"]
+    input_stride: Width
+    hidden: Width
+    coarse_stride: Width
+    fine_channels: Width
+
+    def batch_keys(self) -> tuple[str, ...]:
+        return ("zeroshot",) + (("rgb",) if self.mode == "coarse_refined" else ())
 
 
 class CoarseFC(nn.Module):
@@ -41,8 +61,6 @@ class CoarseFC(nn.Module):
 
 class ZeroShotCoarse(nn.Module):
     """Zero-shot depth B x 1 x H x W -> coarse depth B x 1 x H/coarse_stride x W/coarse_stride."""
-
-    fields = ("zeroshot",)
 
     def __init__(self, image_size: tuple[int, int], *, input_stride: int, hidden: int, coarse_stride: int):
         super().__init__()
@@ -67,7 +85,7 @@ class FineStack(nn.Module):
         nn.init.constant_(self.conv3.bias, 0.0)
 
     def forward(self, rgb: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(normalise_rgb(rgb))), 2)
+        x = F.max_pool2d(F.relu(self.conv1(normalise_imagenet(rgb))), 2)
         coarse = F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=True)
         x = F.relu(self.conv2(torch.cat([x, coarse], dim=1)))
         return self.conv3(x) + coarse  # the fine stack corrects the coarse map
@@ -76,13 +94,11 @@ class FineStack(nn.Module):
 class CoarseFineAdapter(DepthAdapter):
     """A coarse network (any module mapping the batch to B x 1 x h x w) and an optional fine stack."""
 
-    def __init__(self, *, name: str, coarse: nn.Module, fine: FineStack | None, coarse_stride: int):
-        super().__init__()
-        self.name = name
+    def __init__(self, cfg: AdapterConfig, *, coarse: nn.Module, fine: FineStack | None):
+        super().__init__(cfg)
         self.coarse = coarse
         self.fine = fine
-        self.fields = tuple(coarse.fields) + (("rgb",) if fine is not None and "rgb" not in coarse.fields else ())
-        self.output_stride = FINE_STRIDE if fine is not None else coarse_stride
+        self.output_stride = FINE_STRIDE if fine is not None else cfg.coarse_stride
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         coarse = self.coarse(batch)
@@ -91,6 +107,7 @@ class CoarseFineAdapter(DepthAdapter):
         return self.fine(batch["rgb"].float(), coarse)
 
 
+@register("coarse_refine", config=CoarseRefineConfig)
 def build_coarse_refine(*, cfg: CoarseRefineConfig, context: AdapterContext) -> CoarseFineAdapter:
     """Coarse (and with ``mode: coarse_refined`` fine) adapter on the zero-shot depth."""
     check_divisible(context.image_size, math.lcm(cfg.input_stride, cfg.coarse_stride, FINE_STRIDE), "coarse_refine")
@@ -98,4 +115,4 @@ def build_coarse_refine(*, cfg: CoarseRefineConfig, context: AdapterContext) -> 
         context.image_size, input_stride=cfg.input_stride, hidden=cfg.hidden, coarse_stride=cfg.coarse_stride
     )
     fine = FineStack(channels=cfg.fine_channels) if cfg.mode == "coarse_refined" else None
-    return CoarseFineAdapter(name="coarse_refine", coarse=coarse, fine=fine, coarse_stride=cfg.coarse_stride)
+    return CoarseFineAdapter(cfg, coarse=coarse, fine=fine)

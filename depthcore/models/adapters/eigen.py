@@ -8,21 +8,36 @@ map at ``coarse_stride``. Fine (``mode: coarse_refined``): the same fine stack a
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
 
-from depthcore.config import EigenConfig
-from depthcore.models.adapters.base import AdapterContext, check_divisible, normalise_rgb
-from depthcore.models.adapters.coarse_refine import CoarseFC, CoarseFineAdapter, FineStack
+from depthcore.geometry import normalise_imagenet
+from depthcore.models.adapters.base import AdapterContext, check_divisible
+from depthcore.models.adapters.coarse_refine import CoarseFC, CoarseFineAdapter, FineStack, Width
+from depthcore.models.adapters.registry import register
+from depthcore.section import AdapterConfig
 
 COARSE_CONV_STRIDE = 32
 
 
+class EigenConfig(AdapterConfig):
+    """``adapters.eigen``: Eigen et al.'s coarse conv net on RGB (``coarse_channels`` of its five convs,
+    ``hidden`` FC units) -> coarse map at ``coarse_stride``; the fine stack as coarse_refine."""
+
+    mode: Literal["coarse", "coarse_refined"]
+    coarse_channels: tuple[Width, Width, Width, Width, Width]
+    hidden: Width
+    coarse_stride: Width
+    fine_channels: Width
+
+    def batch_keys(self) -> tuple[str, ...]:
+        return ("rgb",)
+
+
 class EigenCoarse(nn.Module):
     """RGB B x 3 x H x W -> coarse depth B x 1 x H/coarse_stride x W/coarse_stride (metres)."""
-
-    fields = ("rgb",)
 
     def __init__(self, image_size: tuple[int, int], *, channels: tuple[int, ...], hidden: int, coarse_stride: int):
         super().__init__()
@@ -39,9 +54,10 @@ class EigenCoarse(nn.Module):
         self.fc = CoarseFC(c5 * h * w, hidden=hidden, out_size=out_size)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.fc(self.convs(normalise_rgb(batch["rgb"].float())))
+        return self.fc(self.convs(normalise_imagenet(batch["rgb"].float())))
 
 
+@register("eigen", config=EigenConfig)
 def build_eigen(*, cfg: EigenConfig, context: AdapterContext) -> CoarseFineAdapter:
     """Eigen's coarse (and with ``mode: coarse_refined`` fine) network on RGB."""
     check_divisible(context.image_size, math.lcm(COARSE_CONV_STRIDE, cfg.coarse_stride), "eigen")
@@ -49,4 +65,4 @@ def build_eigen(*, cfg: EigenConfig, context: AdapterContext) -> CoarseFineAdapt
         context.image_size, channels=cfg.coarse_channels, hidden=cfg.hidden, coarse_stride=cfg.coarse_stride
     )
     fine = FineStack(channels=cfg.fine_channels) if cfg.mode == "coarse_refined" else None
-    return CoarseFineAdapter(name="eigen", coarse=coarse, fine=fine, coarse_stride=cfg.coarse_stride)
+    return CoarseFineAdapter(cfg, coarse=coarse, fine=fine)

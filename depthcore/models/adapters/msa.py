@@ -22,20 +22,44 @@ Output: ``clip_init_weight`` 0: depth = softplus(decoder output) (starting near 
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 from torch import nn
 
-from depthcore.config import CLIP_LAYERS, MsaConfig
-from depthcore.models.adapters.base import (
-    INIT_DEPTH,
-    AdapterContext,
-    DepthAdapter,
-    check_divisible,
-    clip_key,
-    normalise_rgb,
-)
+from depthcore.geometry import CLIP_LAYERS, normalise_imagenet
+from depthcore.models.adapters.base import INIT_DEPTH, AdapterContext, DepthAdapter, check_divisible, clip_key
+from depthcore.models.adapters.registry import register
+from depthcore.section import AdapterConfig
+
+Layer = Literal["stem", "layer1", "layer2", "layer3", "layer4"]
+
+
+class MsaConfig(AdapterConfig):
+    """``adapters.msa``: U-Net decoder over RGB and the CLIP ``layers`` (deepest first up to full
+    resolution). ``clip_init_weight``: 0 = decoder output alone, > 0 = initial weight of the zero-shot
+    depth that the decoder refines (a learned scale). ``segments``: how the segment map enters."""
+
+    layers: tuple[Layer, ...]
+    decoder_channels: Annotated[int, Field(ge=1)]
+    rgb_channels: Annotated[int, Field(ge=1)]
+    clip_init_weight: Annotated[float, Field(ge=0)]
+    segments: Literal["none", "color", "boundary", "pool"]
+
+    @field_validator("layers")
+    @classmethod
+    def _distinct_layers(cls, layers: tuple[str, ...]) -> tuple[str, ...]:
+        if not layers or len(set(layers)) != len(layers):
+            raise ValueError(f"list distinct CLIP layers, at least one of {list(CLIP_LAYERS)}")
+        return layers
+
+    def batch_keys(self) -> tuple[str, ...]:
+        keys = ["rgb"] + (["zeroshot"] if self.clip_init_weight > 0 else [])
+        keys += ["segments"] if self.segments != "none" else []
+        return tuple(keys) + tuple(clip_key(layer) for layer in CLIP_LAYERS if layer in self.layers)
+
 
 # Multipliers of the colour code: id -> ((id * k) mod COLOR_MODULUS) / (COLOR_MODULUS - 1) per channel.
 COLOR_FACTORS = (67, 131, 199)
@@ -84,27 +108,15 @@ def conv_block(in_ch: int, out_ch: int) -> nn.Sequential:
 class MultiScaleAdapter(DepthAdapter):
     """RGB + CLIP layers (+ zero-shot depth, + segments) -> depth B x 1 x H x W, metres."""
 
-    name = "msa"
     output_stride = 1
 
-    def __init__(
-        self,
-        *,
-        layers: tuple[str, ...],
-        layer_channels: dict[str, int],
-        layer_strides: dict[str, int],
-        decoder_channels: int,
-        rgb_channels: int,
-        clip_init_weight: float,
-        segments: str,
-    ):
-        super().__init__()
-        self.layers = tuple(sorted(layers, key=lambda name: -layer_strides[name]))  # deepest first
-        self.clip_layers = tuple(name for name in CLIP_LAYERS if name in layers)
+    def __init__(self, cfg: MsaConfig, *, layer_channels: dict[str, int], layer_strides: dict[str, int]):
+        super().__init__(cfg)
+        decoder_channels, rgb_channels, segments = cfg.decoder_channels, cfg.rgb_channels, cfg.segments
+        self.layers = tuple(sorted(cfg.layers, key=lambda name: -layer_strides[name]))  # deepest first
         self.strides = {name: layer_strides[name] for name in self.layers}
         self.segments = segments
-        self.refine = clip_init_weight > 0
-        self.fields = ("rgb",) + (("zeroshot",) if self.refine else ()) + (("segments",) if segments != "none" else ())
+        self.refine = cfg.clip_init_weight > 0
 
         def width(stride: int) -> int:
             return max(rgb_channels, decoder_channels * stride // 32)
@@ -126,7 +138,7 @@ class MultiScaleAdapter(DepthAdapter):
         self.pool_mix = nn.Conv2d(2 * rgb_channels, rgb_channels, 1) if segments == "pool" else None
         self.out = nn.Conv2d(rgb_channels, 1, 3, padding=1)
         if self.refine:
-            self.clip_weight = nn.Parameter(torch.tensor(float(clip_init_weight)))
+            self.clip_weight = nn.Parameter(torch.tensor(float(cfg.clip_init_weight)))
             nn.init.constant_(self.out.bias, 0.0)
         else:
             nn.init.constant_(self.out.bias, math.log(math.expm1(INIT_DEPTH)))  # softplus(bias) = INIT_DEPTH
@@ -139,7 +151,7 @@ class MultiScaleAdapter(DepthAdapter):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = self.blocks[name](torch.cat([x, skip], dim=1))
         x = F.interpolate(self.reduce(x), size=rgb.shape[-2:], mode="bilinear", align_corners=False)
-        image = normalise_rgb(rgb)
+        image = normalise_imagenet(rgb)
         if self.segments == "boundary":
             image = torch.cat([image, segment_boundaries(batch["segments"])], dim=1)
         parts = [x, F.relu(self.rgb(image))]
@@ -154,16 +166,9 @@ class MultiScaleAdapter(DepthAdapter):
         return F.softplus(out)
 
 
+@register("msa", config=MsaConfig)
 def build_msa(*, cfg: MsaConfig, context: AdapterContext) -> MultiScaleAdapter:
     """Multi-Scale Adapter over ``cfg.layers`` (which the features must provide)."""
     context.require_layers(cfg.layers, "msa")
     check_divisible(context.image_size, max(context.layer_strides[name] for name in cfg.layers), "msa")
-    return MultiScaleAdapter(
-        layers=cfg.layers,
-        layer_channels=context.layer_channels,
-        layer_strides=context.layer_strides,
-        decoder_channels=cfg.decoder_channels,
-        rgb_channels=cfg.rgb_channels,
-        clip_init_weight=cfg.clip_init_weight,
-        segments=cfg.segments,
-    )
+    return MultiScaleAdapter(cfg, layer_channels=context.layer_channels, layer_strides=context.layer_strides)

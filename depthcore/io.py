@@ -1,0 +1,51 @@
+"""Atomic file writes (temporary name, then rename: never a half-written file) and JSON reading."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from depthcore.errors import DepthcoreError
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path | str, data: Any) -> None:
+    """``data`` as indented JSON with sorted keys (deterministic bytes)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path | str) -> Any:
+    """The JSON at ``path``; DepthcoreError naming the file if it is missing or unreadable."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DepthcoreError(f"{path} does not exist: run `dvc repro` to build it") from None
+    except (OSError, ValueError) as exc:
+        raise DepthcoreError(f"{path} is not readable JSON ({exc}): restore it with `dvc checkout {path}`") from exc
+
+
+def write_csv_atomic(path: Path | str, rows: list[dict[str, Any]], fieldnames: list[str]) -> None:
+    """Rows (dicts) as CSV with columns ``fieldnames``."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fieldnames, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,143 @@
+"""Wiring of a training run, defined once: which stores an adapter reads, the model, loss and datasets,
+then the train and evaluate steps. Shared by the stages, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from depthcore.checkpoint import build_from_checkpoint, feature_identity, load_checkpoint
+from depthcore.data.splits import read_split, split_indices
+from depthcore.data.store import Store
+from depthcore.data.training import TrainingDataset
+from depthcore.device import default_device
+from depthcore.evaluation import write_report
+from depthcore.geometry import DEPTHCLIP_CROP
+from depthcore.inputs import store_paths
+from depthcore.io import write_json_atomic
+from depthcore.losses import build_loss
+from depthcore.models.adapters import AdapterContext, DepthAdapter, build_adapter
+from depthcore.models.depthclip import load_head
+from depthcore.params import Params
+from depthcore.paths import Paths
+from depthcore.predict import predict_to_store
+from depthcore.train import seed_everything, train
+
+
+def adapter_context(params: Params, paths: Paths) -> AdapterContext:
+    """What the chosen adapter is built from: the features' layer shapes and, if needed, the head."""
+    cfg = params.adapter_config
+    head = load_head(paths.clip_head) if cfg.needs_head() else None
+    if cfg.cached_layers():
+        return AdapterContext.from_features(Store(paths.clip_features).attrs, head=head)
+    return AdapterContext(head=head)
+
+
+@dataclass
+class Training:
+    """Everything :func:`depthcore.train.train` needs for one run."""
+
+    model: DepthAdapter
+    loss_fn: Any
+    train_set: TrainingDataset
+    val_set: TrainingDataset
+    dataset: Store
+    meta: dict[str, Any]
+
+
+def build_training(params: Params, paths: Paths) -> Training:
+    """The model (seeded by ``params.seed``), loss and datasets of the run ``params`` describes."""
+    cfg = params.adapter_config
+    context = adapter_context(params, paths)
+    seed_everything(params.seed)
+    model = build_adapter(params.adapter, cfg=cfg, context=context)
+    loss_fn = build_loss(params.loss)
+    dataset = Store(paths.dataset, required=("rgb", "depth_eval"))
+    codes = read_split(paths.split, dataset.shape("rgb")[0])
+    stores = store_paths(paths)
+    train_set = TrainingDataset(
+        stores=stores,
+        indices=split_indices(codes, "train"),
+        keys=model.batch_keys() + loss_fn.fields,
+        flip="random" if params.train.flip else "none",
+        seed=params.seed,
+    )
+    val_set = TrainingDataset(
+        stores=stores, indices=split_indices(codes, "val"), keys=model.batch_keys(), with_flipped=True
+    )
+    features = Store(paths.clip_features).attrs if cfg.cached_layers() else {}
+    meta = {
+        "adapter": params.adapter,
+        "adapter_config": cfg.to_dict(),
+        "loss": params.loss,
+        "context": context.describe(),
+        "features": feature_identity(features, cfg.cached_layers()),
+    }
+    return Training(model, loss_fn, train_set, val_set, dataset, meta)
+
+
+def train_model(params: Params, paths: Paths, *, resume_key: str | None, progress: bool = True, **kwargs) -> dict:
+    """The train stage: train, write the checkpoint, ``metrics/train.json`` and the curves."""
+    run = build_training(params, paths)
+    n_params = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
+    print(
+        f"training {params.adapter} ({n_params} parameters) with {params.loss} on {len(run.train_set)} images, "
+        f"validating on {len(run.val_set)}"
+    )
+    summary = train(
+        model=run.model,
+        loss_fn=run.loss_fn,
+        train_set=run.train_set,
+        val_set=run.val_set,
+        gt_depth=run.dataset,
+        cfg=params.train,
+        eval_cfg=params.eval,
+        seed=params.seed,
+        meta=run.meta,
+        checkpoint=paths.model,
+        state=paths.resume_state,
+        resume_key=resume_key,
+        curves=paths.train_curves,
+        num_workers=params.runtime.num_workers,
+        progress=progress,
+        **kwargs,
+    )
+    write_json_atomic(paths.train_metrics, summary)
+    return summary
+
+
+def evaluate_checkpoint(params: Params, paths: Paths, *, progress: bool = True) -> dict[str, Any]:
+    """The evaluate stage: predict the test images with the checkpoint and write the report."""
+    meta, state = load_checkpoint(paths.model)
+    cfg = params.adapter_config
+    features = Store(paths.clip_features).attrs if cfg.cached_layers() else None
+    model = build_from_checkpoint(meta, state, adapter=params.adapter, features_attrs=features)
+    dataset = Store(paths.dataset, required=("rgb", "depth_eval", "split", "scene"))
+    test_set = TrainingDataset(
+        stores=store_paths(paths),
+        indices=split_indices(dataset.read("split"), "test"),
+        keys=model.batch_keys(),
+        with_flipped=True,
+    )
+    device = default_device()
+    predict_to_store(
+        model.to(device),
+        DataLoader(test_set, batch_size=params.runtime.eval_batch_size, num_workers=params.runtime.num_workers),
+        paths.predictions,
+        n_images=dataset.shape("depth_eval")[0],
+        attrs={"depth_unit": "m", "crop": list(DEPTHCLIP_CROP), "split": "test", "predictor": params.adapter},
+        device=device,
+        progress=progress,
+    )
+    predictions = Store(paths.predictions, required=("depth",))
+    return write_report(
+        predictions,
+        dataset,
+        cfg=params.eval,
+        metrics_path=paths.eval_metrics,
+        figure_path=paths.eval_figure,
+        figure_columns=[(params.adapter, predictions)],
+        per_image_path=paths.eval_per_image,
+    )

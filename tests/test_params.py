@@ -1,0 +1,100 @@
+"""The whole params.yaml is one typed object: every error names its dotted key before any work, values
+pass through unchanged, and defaults live in params.yaml only."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+from conftest import REPO, default_raw, make_params
+from pydantic import BaseModel
+
+from depthcore.params import ConfigError, Params, load_params, validate_params, with_overrides
+from depthcore.section import Section
+
+
+def refuse(overrides: dict, message: str, *, offline: bool = True) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_params(overrides, offline=offline)
+
+
+def test_repository_params_are_valid_and_pass_through_unchanged():
+    raw = default_raw()
+    params = load_params(REPO / "params.yaml")
+    assert params.model_dump(mode="json") == raw  # nothing added, dropped or transformed
+
+
+def sections(model: type[BaseModel]):
+    yield model
+    for field in model.model_fields.values():
+        for tp in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                yield from sections(tp)
+
+
+def test_no_section_holds_a_default():
+    for model in sections(Params):
+        assert issubclass(model, Section)
+        with_default = [name for name, f in model.model_fields.items() if not f.is_required()]
+        assert not with_default, f"{model.__name__} has defaults for {with_default}: params.yaml is the one place"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data.source": "kitti"}, r"params 'data.source': unknown value 'kitti'; valid values are \['nyuv2', "),
+        ({"data.synthetic.images": "many"}, r"params 'data.synthetic.images': .*valid integer.*'many'"),
+        ({"train.lr": -1}, r"params 'train.lr': input should be greater than 0, got -1"),
+        ({"clip.cache_layers": ["layer5"]}, r"params 'clip.cache_layers.0': unknown value 'layer5'"),
+        ({"adapter": "dpt"}, r"params 'adapter': unknown value 'dpt'; valid values are \[.*'msa'\]"),
+        ({"train.amp": "yes please"}, r"params 'train.amp'"),
+        ({"adapters.clip_adapter.image": False, "adapters.clip_adapter.text": False}, "nothing would be trained"),
+    ],
+)
+def test_bad_values_name_the_dotted_key(overrides, message):
+    refuse(overrides, message)
+
+
+def test_unknown_keys_anywhere_are_refused_with_the_valid_keys():
+    raw = default_raw() | {"trian": {"lr": 1}}
+    with pytest.raises(ConfigError, match=r"params 'trian': unknown key; valid keys are \['adapter', "):
+        validate_params(raw)
+    raw = default_raw()
+    raw["data"]["synthetic"]["height"] = 240  # synthetic rooms are always 480 x 640
+    with pytest.raises(ConfigError, match=r"params 'data.synthetic.height': unknown key; valid keys are \["):
+        validate_params(raw)
+    with pytest.raises(ConfigError, match=r"params 'train.lrr': unknown key"):
+        with_overrides(default_raw(), {"train.lrr": 1})
+
+
+def test_missing_keys_are_refused():
+    raw = default_raw()
+    del raw["train"]["lr"]
+    with pytest.raises(ConfigError, match=r"params 'train.lr': missing"):
+        validate_params(raw)
+
+
+def test_a_number_typed_as_a_string_is_the_number_it_means():
+    assert make_params({"train.lr": "1e-3"}).train.lr == 0.001
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data.val_fraction": 0}, r"'data.val_fraction' is 0, but model selection needs a val split"),
+        ({"data.synthetic.images": 4}, r"2 room\(s\); the splits need at least one test room and 2 training"),
+        ({"data.synthetic.images": 2}, r"1 room\(s\)"),
+        ({"clip.cache_layers": ["layer3", "layer4"]}, r"adapters.msa' reads the CLIP layer\(s\) \['layer2'\]"),
+        ({"segments.method": "none"}, r"reads a segment map but 'segments.method' is 'none'"),
+        ({"eval.max_depth": 0.0005}, r"'eval.max_depth' \(0.0005\) must exceed"),
+        ({"depthclip.bins": [1.0, 2.0]}, "7 classes but 2 bins"),
+    ],
+)
+def test_contradicting_sections_are_refused_naming_the_keys(overrides, message):
+    refuse(overrides, message)
+
+
+def test_every_error_is_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        make_params({"train.lr": 0, "data.source": "kitti"})
+    assert "train.lr" in str(info.value) and "data.source" in str(info.value)
