@@ -95,8 +95,10 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = load_params(REPO / "params.yaml", {"data.source": "synthetic", "data.synthetic.images": args.images,
-                                                  "data.synthetic.views_per_room": 1}).data  # fmt: skip
+        data = load_params(
+            REPO / "params.yaml",
+            {"data.source": "synthetic", "data.synthetic.images": args.images, "data.synthetic.views_per_room": 1},
+        ).data
         fetch_data(data, tmp / "raw", key=None, progress=False)
         dataset = prepare_dataset("synthetic", tmp / "raw", tmp / "dataset.zarr", key=None, progress=False)
         rgb = Store(dataset).read("rgb")
@@ -114,9 +116,16 @@ def main() -> None:
             backbone = backbone.cpu()
         start = time.perf_counter()
         store = extract_clip_features(
-            dataset, tmp / "clip.zarr", backbone=backbone, weights=weights, layers=CLIP_LAYERS,
-            key=None, batch_size=args.batch_size, device="cpu", progress=False,
-        )  # fmt: skip
+            dataset,
+            tmp / "clip.zarr",
+            backbone=backbone,
+            weights=weights,
+            layers=CLIP_LAYERS,
+            key=None,
+            batch_size=args.batch_size,
+            device="cpu",
+            progress=False,
+        )
         speed["cpu_end_to_end_images_per_s"] = args.images / (time.perf_counter() - start)
         results["speed"] = speed
 

@@ -37,8 +37,14 @@ print(json.dumps({{"seconds": seconds, "peak_rss_mb": resource.getrusage(resourc
 
 
 def _measure(step: str, overrides: dict, raw: Path, out: Path) -> dict:
-    code = _CHILD.format(repo=str(REPO), params_file=str(REPO / "params.yaml"), overrides=overrides, step=step,
-                         raw=str(raw), out=str(out))  # fmt: skip
+    code = _CHILD.format(
+        repo=str(REPO),
+        params_file=str(REPO / "params.yaml"),
+        overrides=overrides,
+        step=step,
+        raw=str(raw),
+        out=str(out),
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -8,9 +8,13 @@ overrides over params.yaml, see SETTINGS) builds the run exactly as the train st
 - model: training images/s of forward + loss + backward + optimizer step on batches already in memory
   (after one warm-up step) on the available device (CUDA when present, else CPU);
 - loader: images/s of the run's DataLoader over the zarr stores (--workers worker processes);
-- ratio = loader images/s / model images/s (> 1: the loader is not the bottleneck).
+- ratio = loader images/s / model images/s (> 1: the loader is not the bottleneck);
 
-Usage: python benchmarks/train.py [--images 12] [--batch-size 4] [--steps 3] [--workers 0] [--only msa ...]
+and two ratios of model images/s: the published MSA computing CLIP's stem and layer1 from the image
+(the default, ``shallow: compute``) over reading them from the cache (``shallow: cache``), and
+self-supervised (``loss: ssl``, real second views) over supervised L1 training of the same adapter.
+
+Usage: python benchmarks/train.py [--images 12] [--batch-size 2] [--steps 3] [--workers 0] [--only msa ...]
 Writes benchmarks/results/train.json.
 """
 
@@ -40,13 +44,25 @@ OFFLINE = {
     "clip.pretrained": "none",
     "sam.pretrained": "none",
     "segments.method": "felzenszwalb",
+    "ssl.pairs": "dataset",
+    "clip.cache_layers": ["stem", "layer1", "layer2", "layer3", "layer4"],  # so that shallow: cache can run
 }
-# name -> params overrides (each a run the train stage could do)
+NARROW = {"adapters.msa.widths": [64, 64, 32, 32, 16, 16]}
+# name -> params overrides (each a run the train stage could do; the published settings unless said)
 SETTINGS = {
     "clip_adapter": {"adapter": "clip_adapter"},
     "coarse_refine": {"adapter": "coarse_refine"},
     "eigen": {"adapter": "eigen"},
     "msa": {"adapter": "msa"},
+    "msa_shallow_cached": {"adapter": "msa", "adapters.msa.shallow": "cache"},
+    "msa_narrow": {"adapter": "msa"} | NARROW,
+    "msa_narrow_shallow_cached": {"adapter": "msa", "adapters.msa.shallow": "cache"} | NARROW,
+    "msa_narrow_ssl": {"adapter": "msa", "loss": "ssl"} | NARROW,
+}
+RATIOS = {  # name -> (numerator, denominator) of model images/s
+    "published_msa_compute_over_cache": ("msa", "msa_shallow_cached"),
+    "narrow_msa_compute_over_cache": ("msa_narrow", "msa_narrow_shallow_cached"),
+    "narrow_msa_ssl_over_l1": ("msa_narrow_ssl", "msa_narrow"),
 }
 
 
@@ -90,13 +106,17 @@ def measure(params, paths: Paths, *, steps: int, workers: int, device: torch.dev
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=12, help="synthetic images (2 per room; 3 rooms in 4 train)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per setting")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--only", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args()
 
-    base = OFFLINE | {"data.synthetic.images": args.images, "train.batch_size": args.batch_size}
+    base = OFFLINE | {
+        "data.synthetic.images": args.images,
+        "train.preset": "custom",
+        "train.batch_size": args.batch_size,
+    }
     device = default_device()
     results = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
@@ -119,6 +139,13 @@ def main() -> None:
                 f"{name:24s} {m['parameters']:>11,d} params  train {m['model_images_per_s']:7.2f} img/s  "
                 f"loader {m['loader_images_per_s']:7.2f} img/s  loader/model {m['loader_to_model_ratio']:6.1f}"
             )
+    done = results["settings"]
+    results["ratios"] = {
+        name: done[a]["model_images_per_s"] / done[b]["model_images_per_s"]
+        for name, (a, b) in RATIOS.items()
+        if a in done and b in done
+    }
+    print(json.dumps(results["ratios"], indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -7,3 +7,7 @@ print a DepthcoreError as one message and exit non-zero; anything else keeps its
 
 class DepthcoreError(Exception):
     """Bad params, a missing or corrupt file, a failed download: the message says how to fix it."""
+
+
+class ConfigError(DepthcoreError, ValueError):
+    """A params value is missing, unknown or invalid. The message names the dotted key."""

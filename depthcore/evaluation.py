@@ -14,6 +14,7 @@ import numpy as np
 
 from depthcore.data.splits import split_indices
 from depthcore.data.store import Store
+from depthcore.errors import DepthcoreError
 from depthcore.io import write_csv_atomic, write_json_atomic
 from depthcore.metrics import METRIC_NAMES, average, image_metrics
 from depthcore.viz import save_depth_figure
@@ -66,6 +67,11 @@ def write_report(
     RGB | ground truth | the ``depth`` of each (name, store) of ``figure_columns``.
     """
     metrics, rows = evaluate_predictions(predictions, dataset, cfg=cfg)
+    if metrics["n_images"] == 0:
+        raise DepthcoreError(
+            f"{predictions.path}: no test image has a valid pixel (every prediction <= {cfg.min_depth} m, or no valid "
+            "ground truth): the metrics are undefined. Check the model's training curves"
+        )
     write_json_atomic(metrics_path, metrics)
     if per_image_path is not None:
         write_csv_atomic(per_image_path, rows, PER_IMAGE_COLUMNS)
@@ -79,3 +85,15 @@ def write_report(
         titles=[f"image {i}" for i in shown],
     )
     return metrics
+
+
+def lower_bound_metrics(dataset: Store, *, cfg, seed: int) -> dict[str, float]:
+    """The paper's "Lower Bound": uniform random depth in (0, max_depth] m at every pixel (seeded),
+    evaluated on the test images with the same protocol."""
+    rng = np.random.default_rng(seed)
+    per_image = []
+    for index in split_indices(dataset.read("split"), "test"):
+        gt = dataset.read("depth_eval", int(index))
+        pred = (cfg.max_depth * (1.0 - rng.random(gt.shape))).astype(np.float32)  # (0, max_depth]
+        per_image.append(image_metrics(gt, pred, min_depth=cfg.min_depth, max_depth=cfg.max_depth))
+    return average(per_image)

@@ -132,17 +132,21 @@ def cache_clip_features(
     weights_dir: Path | str,
     dataset: Path | str,
     out: Path | str,
+    shallow_out: Path | str,
     *,
     layers: tuple[str, ...],
     key: str | None,
     batch_size: int = 4,
 ) -> Path:
-    """The clip_features stage: the backbone of the ``fetch_clip`` folder over every image of ``dataset``."""
+    """The clip_features stage: the backbone of the ``fetch_clip`` folder over every image of ``dataset``,
+    and the frozen stem + layer1 weights (``shallow_out``) adapters that compute those layers need."""
     from depthcore.models.clip_backbone import load_clip_backbone
+    from depthcore.models.clip_shallow import save_shallow
     from depthcore.models.weights import read_manifest
 
     backbone = load_clip_backbone(weights_dir)
     weights = read_manifest(weights_dir, stage="fetch_clip")
+    save_shallow(shallow_out, backbone.clip.visual)
     return extract_clip_features(
         dataset, out, backbone=backbone, weights=weights, layers=layers, key=key, batch_size=batch_size
     )

@@ -3,11 +3,13 @@
 A loss is called as ``loss(pred, batch)``: ``pred`` is B x 1 x h x w depth in metres at the
 resolution of the batch's target, ``batch`` the training batch dict. Each loss declares the batch
 fields it reads in ``fields``, so the data pipeline loads exactly those: the supervised losses read
-``depth`` (B x 1 x h x w metres, 0 = invalid); a self-supervised loss can declare ``pair_rgb``,
-``pair_pose`` and ``intrinsics`` instead and plug into the same trainer.
+``depth`` (B x 1 x h x w metres, 0 = invalid); ``ssl`` (:class:`depthcore.photometric.PhotometricLoss`)
+reads the second view (``pair_rgb``, ``pair_pose``, ``pair_valid``, ``intrinsics``) and ``rgb``.
 
 Supervised losses average over the valid target pixels of the whole batch (``depth > 0`` and
-finite); invalid pixels contribute neither value nor gradient.
+finite); invalid pixels contribute neither value nor gradient. With ``smoothness`` > 0 they add that
+weight times the edge-aware smoothness of the prediction (the published CLIP-Adapter and coarse/refine
+training use 0.001).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from depthcore.errors import DepthcoreError
+from depthcore.photometric import PhotometricLoss, edge_aware_smoothness
 
 SILOG_LAMBDA = 0.5  # Eigen et al. 2014, eq. 4: weight of the squared mean log error
 LOG_EPS = 1e-3  # metres; predictions are clamped to at least this before taking logs
@@ -70,33 +73,35 @@ def masked_silog(pred: torch.Tensor, target: torch.Tensor, lam: float = SILOG_LA
 
 
 class SupervisedLoss(nn.Module):
-    """A masked loss against the batch's ``depth`` target."""
+    """A masked loss against the batch's ``depth`` target, plus ``smoothness`` x edge-aware smoothness."""
 
-    fields: tuple[str, ...] = ("depth",)
-
-    def __init__(self, name: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, smoothness: float = 0.0):
         super().__init__()
-        self.name = name
         self.fn = fn
+        self.smoothness = float(smoothness)
+        self.fields: tuple[str, ...] = ("depth",) + (("rgb",) if smoothness > 0 else ())
 
     def forward(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.fn(pred, batch["depth"])
+        loss = self.fn(pred, batch["depth"])
+        if self.smoothness > 0:
+            loss = loss + self.smoothness * edge_aware_smoothness(pred, batch["rgb"])
+        return loss
 
 
-_LOSSES: dict[str, Callable[[], nn.Module]] = {
-    "l1": lambda: SupervisedLoss("l1", masked_l1),
-    "l2": lambda: SupervisedLoss("l2", masked_l2),
-    "silog": lambda: SupervisedLoss("silog", masked_silog),
+SUPERVISED: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": masked_l1,
+    "l2": masked_l2,
+    "silog": masked_silog,
 }
+LOSS_NAMES = (*SUPERVISED, "ssl")
 
 
-def loss_names() -> list[str]:
-    """Names accepted by :func:`build_loss`."""
-    return list(_LOSSES)
-
-
-def build_loss(name: str) -> nn.Module:
-    """The loss registered as ``name``; ConfigError listing the valid names otherwise."""
-    if name not in _LOSSES:
-        raise DepthcoreError(f"params 'loss': unknown loss {name!r}; valid losses are {loss_names()}")
-    return _LOSSES[name]()
+def build_loss(name: str, *, smoothness: float = 0.0, ssl=None) -> nn.Module:
+    """The loss ``name`` (l1, l2, silog with ``smoothness``; ssl with the ssl section's alpha and smoothness)."""
+    if name == "ssl":
+        if ssl is None:
+            raise DepthcoreError("the ssl loss needs the params 'ssl' section")
+        return PhotometricLoss(alpha=ssl.alpha, smoothness=ssl.smoothness)
+    if name not in SUPERVISED:
+        raise DepthcoreError(f"params 'loss': unknown loss {name!r}; valid losses are {list(LOSS_NAMES)}")
+    return SupervisedLoss(SUPERVISED[name], smoothness=smoothness)

@@ -16,6 +16,7 @@ prediction is multiplied by median(g) / median(p) over the valid pixels before c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -79,11 +80,10 @@ def image_metrics(
 
 
 def average(per_image: Iterable[dict[str, float] | None]) -> dict[str, float]:
-    """Mean of per-image metrics over the images that had valid pixels, plus ``n_images``."""
+    """Mean of per-image metrics over the images that had valid pixels, plus ``n_images``; NaN metrics and
+    ``n_images`` 0 when no image had one (e.g. a model predicting 0 m everywhere)."""
     rows = [row for row in per_image if row is not None]
-    if not rows:
-        raise ValueError("no image had any valid pixel: cannot compute metrics")
-    out = {name: float(np.mean([row[name] for row in rows])) for name in METRIC_NAMES}
+    out = {name: float(np.mean([row[name] for row in rows])) if rows else math.nan for name in METRIC_NAMES}
     out["n_images"] = len(rows)
     return out
 

@@ -21,15 +21,11 @@ import yaml
 from pydantic import Field, ValidationError, create_model, model_validator
 
 from depthcore.data.splits import n_test_scenes
-from depthcore.errors import DepthcoreError
+from depthcore.errors import ConfigError
 from depthcore.geometry import CLIP_LAYERS
 from depthcore.models.adapters.registry import ADAPTERS
+from depthcore.overrides import with_overrides
 from depthcore.section import Section
-
-
-class ConfigError(DepthcoreError, ValueError):
-    """A params value is missing, unknown or invalid. The message names the dotted key."""
-
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -124,8 +120,17 @@ class SegmentsSection(Section):
 
 
 class TrainSection(Section):
-    """``train``: the optimisation loop (``schedule`` applied per step; AMP on CUDA only)."""
+    """``train``: the optimisation loop. ``preset: published`` uses the chosen adapter's published settings
+    (optimizer, lr, weight decay, momentum, schedule, epochs, batch size, smoothness) instead of the values
+    here; ``custom`` uses these. ``max_epochs`` caps the epochs either way (null: no cap). ``select``: the
+    checkpoint kept (best on the val split, or the last epoch). ``color_jitter``: each training image's RGB
+    (the adapter's input, not the cached CLIP features) scaled by U(1 - j, 1 + j). AMP on CUDA only."""
 
+    preset: Literal["published", "custom"]
+    max_epochs: Annotated[int, Field(ge=1)] | None
+    select: Literal["val", "last"]
+    color_jitter: Annotated[float, Field(ge=0, lt=1)]
+    smoothness: NonNegative
     epochs: Count
     batch_size: Count
     lr: Positive
@@ -138,6 +143,31 @@ class TrainSection(Section):
     flip: bool
     amp: bool
     grad_clip: NonNegative
+
+
+class SslSection(Section):
+    """``ssl``: self-supervised training (``loss: ssl``). ``pairs``: where the second views come from
+    (dataset: the dataset's own; homography: the paper's in-plane warp; reproject: rendered from ground-truth
+    depth, an upper bound); ``alpha``: SSIM weight of the photometric error; ``smoothness``: the edge-aware
+    smoothness weight; the rest bound the generated motions and seed them."""
+
+    pairs: Literal["dataset", "homography", "reproject"]
+    alpha: Fraction
+    smoothness: NonNegative
+    seed: int
+    max_rotation_deg: Annotated[float, Field(gt=0, le=45)]
+    max_shift_px: Positive
+    plane_depth_m: Positive
+    max_translation_m: Annotated[float, Field(gt=0, le=2)]
+
+
+class PaperSection(Section):
+    """``paper``: the grid of paper/dvc.yaml: the seeds of every trained row, the rows (null: all of
+    paper/rows.yaml) and a cap on every run's epochs (null: the preset's), e.g. for smoke runs."""
+
+    seeds: Annotated[tuple[int, ...], Field(min_length=1)]
+    rows: tuple[str, ...] | None
+    max_epochs: Annotated[int, Field(ge=1)] | None
 
 
 class RuntimeSection(Section):
@@ -167,11 +197,13 @@ class Params(Section):
     depthclip: DepthclipSection
     sam: SamSection
     segments: SegmentsSection
+    ssl: SslSection
     seed: int
     adapter: AdapterName
-    loss: Literal["l1", "l2", "silog"]
+    loss: Literal["l1", "l2", "silog", "ssl"]
     train: TrainSection
     adapters: AdaptersSection  # type: ignore[valid-type]
+    paper: PaperSection
     runtime: RuntimeSection
 
     @property
@@ -212,8 +244,16 @@ def cross_section_errors(p: Params) -> list[str]:
             f"params 'adapters.{p.adapter}' reads a segment map but 'segments.method' is 'none': set "
             "segments.method (sam, gt, felzenszwalb) or switch the adapter's segment input off"
         )
-    if p.data.val_fraction == 0:
-        errors.append("params 'data.val_fraction' is 0, but model selection needs a val split: set it > 0")
+    if p.data.val_fraction == 0 and p.train.select == "val":
+        errors.append(
+            "params 'data.val_fraction' is 0 but 'train.select' is 'val': there is no val split to select on; "
+            "set train.select: last (train on every training image, keep the last epoch) or data.val_fraction > 0"
+        )
+    if p.loss == "ssl" and p.ssl.pairs == "dataset" and p.data.source != "synthetic":
+        errors.append(
+            f"params 'ssl.pairs' is 'dataset' but data.source {p.data.source!r} has no second views (NYUv2's "
+            "labelled set has single images): use ssl.pairs homography (the paper's) or reproject"
+        )
     if p.data.source == "synthetic":
         errors += synthetic_split_errors(p.data)
     return errors
@@ -257,29 +297,12 @@ def validate_params(raw: Mapping[str, Any]) -> Params:
         raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None
 
 
-def with_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``raw`` with each dotted key of ``overrides`` set; a key that does not exist in
-    ``raw`` is refused (overrides change settings, they never add new ones)."""
-    out = yaml.safe_load(yaml.safe_dump(dict(raw)))  # deep copy of plain data
-    for dotted, value in overrides.items():
-        node = out
-        *parents, leaf = dotted.split(".")
-        for depth, key in enumerate(parents):
-            if not isinstance(node.get(key), dict):
-                raise ConfigError(f"params '{'.'.join(parents[: depth + 1])}' is not a section: cannot set '{dotted}'")
-            node = node[key]
-        if leaf not in node:
-            raise ConfigError(f"params '{dotted}': unknown key; valid keys at that level are {sorted(node)}")
-        node[leaf] = value
-    return out
-
-
 def _describe(error: Mapping[str, Any]) -> str:
     loc = [part for part in error["loc"] if isinstance(part, str | int)]
     key = ".".join(str(part) for part in loc)
     kind, value = error["type"], error.get("input")
-    if kind == "value_error":  # cross-section rules: the message names its keys
-        return str(error["ctx"]["error"])
+    if kind == "value_error":  # a rule of a section (named by loc) or across sections (names its keys)
+        return f"params '{key}': {error['ctx']['error']}" if key else str(error["ctx"]["error"])
     if kind == "extra_forbidden":
         return f"params '{key}': unknown key; valid keys are {sorted(_annotation_at(loc[:-1]).model_fields)}"
     if kind == "missing":

@@ -18,7 +18,9 @@ class Paths:
     sam_weights: Path = Path("data/weights/sam")
     dataset: Path = Path("data/prepared/dataset.zarr")
     split: Path = Path("data/prepared/split.json")
+    pairs: Path = Path("data/prepared/pairs.zarr")
     clip_features: Path = Path("data/features/clip.zarr")
+    clip_shallow: Path = Path("data/features/clip_shallow.safetensors")
     clip_head: Path = Path("data/features/clip_head.safetensors")
     segments: Path = Path("data/features/segments.zarr")
     segments_metrics: Path = Path("metrics/segments.json")
@@ -33,6 +35,9 @@ class Paths:
     eval_metrics: Path = Path("metrics/eval.json")
     eval_per_image: Path = Path("metrics/eval_per_image.csv")
     eval_figure: Path = Path("plots/eval.png")
+    paper_metrics: Path = Path("metrics/paper.json")
+    paper_report: Path = Path("reports/paper.md")
+    paper_figure: Path = Path("plots/paper.png")
 
     def under(self, root: Path | str) -> Paths:
         """The same layout below ``root`` (tests and benchmarks build pipelines in temporary folders)."""

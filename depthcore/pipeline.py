@@ -4,6 +4,7 @@ is the way to run it for real (cached, resumable)."""
 
 from __future__ import annotations
 
+from depthcore.data.pairs import write_pairs
 from depthcore.data.prepare import fetch_data, prepare_dataset
 from depthcore.data.splits import write_validation_split
 from depthcore.features import cache_clip_features
@@ -16,16 +17,25 @@ from depthcore.zeroshot import run_zeroshot
 
 
 def build_inputs(params, paths: Paths) -> Paths:
-    """Run fetch_data .. segments for ``params`` into ``paths``; returns ``paths``."""
+    """Run fetch_data .. segments and pairs for ``params`` into ``paths``; returns ``paths``."""
     fetch_data(params.data, paths.raw, key=None, progress=False)
     prepare_dataset(params.data.source, paths.raw, paths.dataset, key=None, progress=False)
-    write_validation_split(paths.dataset, paths.split, val_fraction=params.data.val_fraction,
-                           seed=params.data.split_seed)  # fmt: skip
+    write_validation_split(
+        paths.dataset, paths.split, val_fraction=params.data.val_fraction, seed=params.data.split_seed
+    )
     fetch_clip_weights(params.clip, paths.clip_weights, progress=False)
     fetch_sam_weights(params.sam, paths.sam_weights, progress=False)
-    cache_clip_features(paths.clip_weights, paths.dataset, paths.clip_features, layers=params.clip.cache_layers,
-                        key=None, batch_size=params.runtime.clip_batch_size)  # fmt: skip
+    cache_clip_features(
+        paths.clip_weights,
+        paths.dataset,
+        paths.clip_features,
+        paths.clip_shallow,
+        layers=params.clip.cache_layers,
+        key=None,
+        batch_size=params.runtime.clip_batch_size,
+    )
     write_head(paths.clip_weights, params.depthclip, paths.clip_head)
     run_zeroshot(paths, params.eval, key=None)
     run_segments(params, paths, key=None)
+    write_pairs(params.ssl, paths.dataset, paths.pairs, key=None, progress=False)
     return paths

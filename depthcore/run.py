@@ -4,21 +4,23 @@ then the train and evaluate steps. Shared by the stages, the tests and the bench
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch.utils.data import DataLoader
 
-from depthcore.checkpoint import build_from_checkpoint, feature_identity, load_checkpoint
+from depthcore.checkpoint import CheckpointError, build_from_checkpoint, feature_identity, load_checkpoint
 from depthcore.data.splits import read_split, split_indices
 from depthcore.data.store import Store
 from depthcore.data.training import TrainingDataset
 from depthcore.device import default_device
 from depthcore.evaluation import write_report
 from depthcore.geometry import DEPTHCLIP_CROP
-from depthcore.inputs import store_paths
+from depthcore.inputs import store_paths, training_settings
 from depthcore.io import write_json_atomic
 from depthcore.losses import build_loss
 from depthcore.models.adapters import AdapterContext, DepthAdapter, build_adapter
+from depthcore.models.clip_shallow import load_shallow
 from depthcore.models.depthclip import load_head
 from depthcore.params import Params
 from depthcore.paths import Paths
@@ -27,12 +29,16 @@ from depthcore.train import seed_everything, train
 
 
 def adapter_context(params: Params, paths: Paths) -> AdapterContext:
-    """What the chosen adapter is built from: the features' layer shapes and, if needed, the head."""
+    """What the chosen adapter is built from: the cached layers' shapes, and the head and the CLIP stem
+    weights where it needs them."""
     cfg = params.adapter_config
-    head = load_head(paths.clip_head) if cfg.needs_head() else None
+    extras = {
+        "head": load_head(paths.clip_head) if cfg.needs_head() else None,
+        "shallow": load_shallow(paths.clip_shallow) if cfg.needs_shallow() else None,
+    }
     if cfg.cached_layers():
-        return AdapterContext.from_features(Store(paths.clip_features).attrs, head=head)
-    return AdapterContext(head=head)
+        return AdapterContext.from_features(Store(paths.clip_features).attrs, **extras)
+    return AdapterContext(**extras)
 
 
 @dataclass
@@ -53,7 +59,8 @@ def build_training(params: Params, paths: Paths) -> Training:
     context = adapter_context(params, paths)
     seed_everything(params.seed)
     model = build_adapter(params.adapter, cfg=cfg, context=context)
-    loss_fn = build_loss(params.loss)
+    smoothness = max(training_settings(params, phase).smoothness for phase in cfg.phases())
+    loss_fn = build_loss(params.loss, smoothness=smoothness, ssl=params.ssl)
     dataset = Store(paths.dataset, required=("rgb", "depth_eval"))
     codes = read_split(paths.split, dataset.shape("rgb")[0])
     stores = store_paths(paths)
@@ -64,9 +71,8 @@ def build_training(params: Params, paths: Paths) -> Training:
         flip="random" if params.train.flip else "none",
         seed=params.seed,
     )
-    val_set = TrainingDataset(
-        stores=stores, indices=split_indices(codes, "val"), keys=model.batch_keys(), with_flipped=True
-    )
+    val_keys = model.batch_keys() + (loss_fn.fields if params.loss == "ssl" else ())
+    val_set = TrainingDataset(stores=stores, indices=split_indices(codes, "val"), keys=val_keys, with_flipped=True)
     features = Store(paths.clip_features).attrs if cfg.cached_layers() else {}
     meta = {
         "adapter": params.adapter,
@@ -79,40 +85,89 @@ def build_training(params: Params, paths: Paths) -> Training:
 
 
 def train_model(params: Params, paths: Paths, *, resume_key: str | None, progress: bool = True, **kwargs) -> dict:
-    """The train stage: train, write the checkpoint, ``metrics/train.json`` and the curves."""
+    """The train stage: train (phase by phase for two-stage adapters), write the checkpoint,
+    ``metrics/train.json`` and the curves.
+
+    Two-stage training first trains the coarse part alone (a model built with ``mode: coarse``) into
+    ``<model>.coarse.safetensors``, then loads it into the full model, freezes it and trains the rest; a
+    rerun of the same work skips a finished first phase."""
     run = build_training(params, paths)
+    cfg = params.adapter_config
     n_params = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
     print(
         f"training {params.adapter} ({n_params} parameters) with {params.loss} on {len(run.train_set)} images, "
         f"validating on {len(run.val_set)}"
     )
-    summary = train(
-        model=run.model,
+    common = dict(
         loss_fn=run.loss_fn,
         train_set=run.train_set,
         val_set=run.val_set,
         gt_depth=run.dataset,
-        cfg=params.train,
         eval_cfg=params.eval,
         seed=params.seed,
-        meta=run.meta,
-        checkpoint=paths.model,
-        state=paths.resume_state,
-        resume_key=resume_key,
         curves=paths.train_curves,
         num_workers=params.runtime.num_workers,
         progress=progress,
         **kwargs,
     )
-    write_json_atomic(paths.train_metrics, summary)
-    return summary
+    earlier: list[dict[str, Any]] = []
+    for phase in cfg.phases():
+        settings = training_settings(params, phase)
+        key = None if resume_key is None else f"{resume_key}:{phase}"
+        if phase == "coarse":
+            first = paths.model.with_name(paths.model.stem + ".coarse.safetensors")
+            seed_everything(params.seed)  # the coarse net starts as in a coarse-only run
+            coarse_cfg = cfg.model_copy(update={"mode": "coarse"})
+            model = build_adapter(params.adapter, cfg=coarse_cfg, context=adapter_context(params, paths))
+            if not _finished(first, key):
+                train(
+                    model=model,
+                    cfg=settings,
+                    meta=run.meta | {"resume_key": key},
+                    checkpoint=first,
+                    state=paths.resume_state,
+                    resume_key=key,
+                    phase=phase,
+                    earlier=earlier,
+                    **common,
+                )
+            meta, state = load_checkpoint(first)
+            model.load_state_dict(state)
+            run.model.coarse.load_state_dict(model.coarse.state_dict())
+            run.model.freeze_coarse()
+            earlier = meta["history"]
+            continue
+        summary = train(
+            model=run.model,
+            cfg=settings,
+            meta=run.meta,
+            checkpoint=paths.model,
+            state=paths.resume_state,
+            resume_key=key,
+            phase=phase,
+            earlier=earlier,
+            **common,
+        )
+    paths.model.with_name(paths.model.stem + ".coarse.safetensors").unlink(missing_ok=True)
+    metrics = {k: v for k, v in summary.items() if k != "history"}
+    write_json_atomic(paths.train_metrics, metrics)
+    return metrics
+
+
+def _finished(checkpoint: Path, key: str | None) -> bool:
+    """Whether ``checkpoint`` holds the finished first phase of the same work."""
+    if key is None or not checkpoint.exists():
+        return False
+    try:
+        return load_checkpoint(checkpoint)[0].get("resume_key") == key
+    except CheckpointError:
+        return False
 
 
 def evaluate_checkpoint(params: Params, paths: Paths, *, progress: bool = True) -> dict[str, Any]:
     """The evaluate stage: predict the test images with the checkpoint and write the report."""
     meta, state = load_checkpoint(paths.model)
-    cfg = params.adapter_config
-    features = Store(paths.clip_features).attrs if cfg.cached_layers() else None
+    features = Store(paths.clip_features).attrs if meta["features"]["layers"] else None
     model = build_from_checkpoint(meta, state, adapter=params.adapter, features_attrs=features)
     dataset = Store(paths.dataset, required=("rgb", "depth_eval", "split", "scene"))
     test_set = TrainingDataset(

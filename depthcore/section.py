@@ -41,3 +41,11 @@ class AdapterConfig(Section):
     def needs_shallow(self) -> bool:
         """Whether the adapter computes CLIP's shallow layers itself (needs their weights artifact)."""
         return False
+
+    def phases(self) -> tuple[str, ...]:
+        """The adapter's training phases, in order ('' = one phase for the whole model)."""
+        return ("",)
+
+    def published_training(self, phase: str = "") -> dict:
+        """The authors' training settings for ``phase`` (keys of the train section), for train.preset: published."""
+        raise NotImplementedError

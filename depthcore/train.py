@@ -1,15 +1,16 @@
 """The training loop of an adapter on cached features, readable top to bottom.
 
 1. seed everything; pick the device (CUDA when available; AMP there only);
-2. optimizer and per-step schedule from the train section;
+2. optimizer and per-step schedule from the (resolved) train section;
 3. resume from the state file if it was written for the same work (the same ``resume_key``: the
    stage's input identity); otherwise start afresh and say why;
 4. epoch 0: validate the untrained model (the first row of the curves);
-5. per epoch: a seeded shuffle and seeded flips, forward, loss on the valid target pixels (a
-   non-finite loss stops with :class:`TrainingError`, the last good state stays on disk), backward,
-   step; validate on the val split with the shared metrics; keep the best by val abs_rel; write the
-   state file and the training curves (CSV, for ``dvc plots``);
-6. write the best checkpoint (safetensors + metadata, :mod:`depthcore.checkpoint`), delete the state.
+5. per epoch: a seeded shuffle, seeded flips and colour jitter of the model's RGB input, forward, loss
+   (a non-finite loss stops with :class:`TrainingError`, the last good state stays on disk), backward,
+   step; validate on the val split with the shared metrics (and the photometric error for ssl); keep
+   the best by val abs_rel (``select: val``) or the last epoch (``select: last``, e.g. without a val
+   split); write the state file and the training curves (CSV, for ``dvc plots``);
+6. write the kept checkpoint (safetensors + metadata, :mod:`depthcore.checkpoint`), delete the state.
 
 The run is deterministic on CPU for a given seed, and a run killed after any epoch and restarted
 ends with the same checkpoint bytes as an uninterrupted one.
@@ -38,7 +39,7 @@ from depthcore.models.adapters import DepthAdapter
 from depthcore.predict import evaluate_model, to_device, upsample_to
 
 SELECTION_METRIC = "abs_rel"  # lower is better; always measured on the val split
-CURVE_COLUMNS = ("epoch", "lr", "train_loss", *(f"val_{name}" for name in METRIC_NAMES))
+CURVE_COLUMNS = ("phase", "epoch", "lr", "train_loss", *(f"val_{name}" for name in METRIC_NAMES), "val_photometric")
 
 
 class TrainingError(DepthcoreError, RuntimeError):
@@ -84,6 +85,16 @@ def write_curves(path: Path | str, history: list[dict[str, float]]) -> None:
     write_csv_atomic(path, history, fieldnames=list(CURVE_COLUMNS))
 
 
+def jitter_rgb(batch: dict[str, torch.Tensor], strength: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The batch with its ``rgb`` (the adapter's input) scaled by U(1 - strength, 1 + strength) per image and
+    clipped to [0, 1]; the batch the loss reads keeps the original images."""
+    if strength <= 0 or "rgb" not in batch:
+        return batch
+    rgb = batch["rgb"]
+    scale = 1.0 + strength * (2.0 * torch.rand(rgb.shape[0], generator=generator) - 1.0)
+    return batch | {"rgb": (rgb * scale.to(rgb)[:, None, None, None]).clamp(0.0, 1.0)}
+
+
 def train(
     *,
     model: DepthAdapter,
@@ -99,22 +110,26 @@ def train(
     state: Path | str,
     resume_key: str | None,
     curves: Path | str | None = None,
+    phase: str = "",
+    earlier: list[dict[str, Any]] | None = None,
     num_workers: int = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` and write the best-by-val checkpoint to ``checkpoint``; returns its summary.
+    """Train ``model`` and write the kept checkpoint to ``checkpoint``; returns its summary.
 
-    cfg / eval_cfg: the train / eval sections; meta: what the checkpoint records about the model (adapter
-    name and settings, context, features identity, loss); ``val_set`` must be loaded with
-    ``with_flipped=True`` (validation predicts like evaluation); gt_depth: the dataset Store
-    (``depth_eval``). The state file ``state`` is resumed only when written with the same ``resume_key``.
-    ``on_epoch_end(epoch, row)`` is called after each epoch's state is saved.
+    cfg / eval_cfg: the resolved train section and the eval section; meta: what the checkpoint records about
+    the model (adapter name and settings, context, features identity, loss); ``val_set`` must be loaded with
+    ``with_flipped=True`` (validation predicts like evaluation); gt_depth: the dataset Store (``depth_eval``).
+    The state file ``state`` is resumed only when written with the same ``resume_key``. ``phase`` labels the
+    curve rows, after the rows ``earlier`` of previous phases. ``on_epoch_end(epoch, row)`` is called after
+    each epoch's state is saved.
     """
-    if len(train_set) == 0 or len(val_set) == 0:
-        empty = "train" if len(train_set) == 0 else "val"
-        raise TrainingError(f"the {empty} split is empty: check data.val_fraction and the dataset's images")
+    if len(train_set) == 0:
+        raise TrainingError("the train split is empty: check data.val_fraction and the dataset's images")
+    if len(val_set) == 0 and cfg.select == "val":
+        raise TrainingError("the val split is empty but train.select is val: set data.val_fraction > 0")
     seed_everything(seed)
     device = default_device(device)
     use_amp = cfg.amp and device.type == "cuda"
@@ -128,9 +143,21 @@ def train(
     schedule = make_schedule(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=num_workers)
+    earlier = list(earlier or [])
 
-    def validate() -> dict[str, float]:
-        return evaluate_model(model, val_loader, gt_depth, eval_cfg=eval_cfg, device=device, amp=use_amp)[0]
+    def validate() -> dict[str, Any]:
+        if len(val_set) == 0:
+            return {}
+        val = evaluate_model(model, val_loader, gt_depth, eval_cfg=eval_cfg, device=device, amp=use_amp)[0]
+        row = {f"val_{name}": val[name] for name in METRIC_NAMES}
+        if hasattr(loss_fn, "photometric_term"):
+            row["val_photometric"] = photometric_on(model, loss_fn, val_loader, train_set.image_size, device)
+        return row
+
+    def record(epoch: int, train_loss: float | None, val: dict[str, Any]) -> dict[str, Any]:
+        row = {"phase": phase, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss}
+        history.append(row | val)
+        return row
 
     state = Path(state)
     saved = _load_state(state, resume_key)
@@ -143,9 +170,15 @@ def train(
         history, best, start_epoch = saved["history"], saved["best"], int(saved["epoch"])
         print(f"{checkpoint}: resuming after epoch {start_epoch}")
     else:
+        history, start_epoch = [], 0
         val = validate()  # epoch 0: the untrained model
-        history = [{"epoch": 0, "lr": optimizer.param_groups[0]["lr"], "train_loss": None} | _prefixed(val)]
-        best, start_epoch = {"epoch": 0, "score": val[SELECTION_METRIC], "state_dict": _cpu(model), "val": val}, 0
+        record(0, None, val)
+        best = {
+            "epoch": 0,
+            "score": val.get(f"val_{SELECTION_METRIC}", math.inf),
+            "state_dict": _cpu(model),
+            "val": val,
+        }
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -157,12 +190,13 @@ def train(
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
         )
+        jitter = torch.Generator().manual_seed(seed * 100_003 + epoch + 1)
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
         for step, batch in enumerate(bar):
             batch = to_device(batch, device)
             with autocast(device, use_amp):
-                pred = model(batch)
+                pred = model(jitter_rgb(batch, cfg.color_jitter, jitter))
             loss = loss_fn(upsample_to(pred.float(), train_set.image_size), batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
@@ -183,14 +217,12 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.4f}")
 
         val = validate()
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": total / max(count, 1)}
-        history.append(row | _prefixed(val))
-        if val[SELECTION_METRIC] < best["score"]:
-            best = {"epoch": epoch + 1, "score": val[SELECTION_METRIC], "state_dict": _cpu(model), "val": val}
-        print(
-            f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val abs_rel "
-            f"{val['abs_rel']:.4f}, rmse {val['rmse']:.3f}, d1 {val['d1']:.3f} (best epoch {best['epoch']})"
-        )
+        row = record(epoch + 1, total / max(count, 1), val)
+        score = val.get(f"val_{SELECTION_METRIC}", math.inf)
+        if cfg.select == "last" or score < best["score"]:
+            best = {"epoch": epoch + 1, "score": score, "state_dict": _cpu(model), "val": val}
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in val.items() if k in ("val_abs_rel", "val_d1", "val_photometric"))
+        print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} {shown} (kept {best['epoch']})")
         saved = {
             "resume_key": resume_key,
             "epoch": epoch + 1,
@@ -205,20 +237,31 @@ def train(
         with atomic_path(state) as tmp:
             torch.save(saved, tmp)
         if curves is not None:
-            write_curves(curves, history)
+            write_curves(curves, earlier + history)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
 
-    summary = {"best_epoch": best["epoch"], "epochs": cfg.epochs, **_prefixed(best["val"])}
-    save_checkpoint(checkpoint, state_dict=best["state_dict"], meta=meta | {"history": history, **summary})
+    summary = {"best_epoch": best["epoch"], "epochs": cfg.epochs, **best["val"]}
+    save_checkpoint(checkpoint, state_dict=best["state_dict"], meta=meta | {"history": earlier + history, **summary})
     if curves is not None:
-        write_curves(curves, history)
+        write_curves(curves, earlier + history)
     state.unlink(missing_ok=True)
-    return summary
+    return summary | {"history": history}
 
 
-def _prefixed(metrics: Mapping[str, float]) -> dict[str, float]:
-    return {f"val_{name}": metrics[name] for name in METRIC_NAMES}
+@torch.no_grad()
+def photometric_on(model: nn.Module, loss_fn: nn.Module, loader: DataLoader, size, device: torch.device) -> float:
+    """Mean photometric error of ``model``'s predictions over ``loader`` (self-supervised validation)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for batch in loader:
+        batch = to_device(batch, device)
+        pred = upsample_to(model(batch).float(), size)
+        total += loss_fn.photometric_term(pred, batch).item() * len(batch["index"])
+        count += len(batch["index"])
+    model.train(was_training)
+    return total / max(count, 1)
 
 
 def _cpu(model: nn.Module) -> dict[str, torch.Tensor]:

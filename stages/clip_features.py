@@ -1,4 +1,5 @@
-"""DVC stage clip_features: dataset.zarr -> data/features/clip.zarr (frozen CLIP, image + mirror image)."""
+"""DVC stage clip_features: dataset.zarr -> data/features/clip.zarr (frozen CLIP, image + mirror image) and
+data/features/clip_shallow.safetensors (the CLIP stem and layer1 weights adapters compute those layers with)."""
 
 from common import run
 
@@ -11,6 +12,7 @@ def main(stage):
         paths.clip_weights,
         paths.dataset,
         paths.clip_features,
+        paths.clip_shallow,
         layers=p.clip.cache_layers,
         key=stage.key,
         batch_size=p.runtime.clip_batch_size,

@@ -2,7 +2,11 @@
 identity (for resuming interrupted work), and depthcore's user errors as one line and exit status 1.
 
 Stage scripts import this module first; it puts the checkout's own root first on ``sys.path``, so a
-stage always runs the ``depthcore`` next to it (the code DVC hashed), also in DVC's experiment copies."""
+stage always runs the ``depthcore`` next to it (the code DVC hashed), also in DVC's experiment copies.
+
+The paper grid (paper/dvc.yaml) runs the same ``main`` functions through paper/stage.py, with a row's
+params and paths. Under DVC's experiment queue with several GPUs (``CUDA_VISIBLE_DEVICES=0,1 ...``), each
+stage process takes one free GPU for itself."""
 
 from __future__ import annotations
 
@@ -18,11 +22,38 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+PARAMS_FILE = "params.yaml"
+GPU_LOCKS = ".dvc/tmp/gpu-locks"  # under the main repository (DVC_ROOT), shared by the queue's workers
+_HELD: list = []  # the open lock file of this process's GPU
+
+
+def take_one_gpu() -> None:
+    """In a DVC experiment given several GPUs, narrow CUDA_VISIBLE_DEVICES to one this process holds a lock
+    on (released when it exits), so parallel queue workers use one GPU each. Runs before torch starts."""
+    import fcntl
+
+    devices = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if len(devices) < 2 or "DVC_EXP_NAME" not in os.environ:
+        return
+    locks = Path(os.environ.get("DVC_ROOT", ".")) / GPU_LOCKS
+    locks.mkdir(parents=True, exist_ok=True)
+    for device in devices:
+        handle = open(locks / f"gpu{device}.lock", "w")  # noqa: SIM115  (held open for the process lifetime)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _HELD.append(handle)
+        os.environ["CUDA_VISIBLE_DEVICES"] = device.strip()
+        return
+
+
+take_one_gpu()
+
 from depthcore.errors import DepthcoreError  # noqa: E402
 from depthcore.params import Params, load_params  # noqa: E402
 from depthcore.paths import Paths  # noqa: E402
-
-PARAMS_FILE = "params.yaml"
 
 
 def dependency_hashes() -> dict[str, Any] | None:
@@ -54,10 +85,11 @@ class Stage:
         return hashlib.sha256(json.dumps(hashes, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def run(main: Callable[[Stage], None]) -> None:
-    """Validate params.yaml, then call ``main(stage)``; print depthcore's user errors briefly and exit 1."""
+def run(main: Callable[[Stage], None], make_stage: Callable[[], Stage] | None = None) -> None:
+    """Validate params.yaml (``make_stage``: how to build the stage, default the main pipeline's), then call
+    ``main(stage)``; print depthcore's user errors as one line and exit 1."""
     try:
-        main(Stage(params=load_params(PARAMS_FILE)))
+        main(make_stage() if make_stage is not None else Stage(params=load_params(PARAMS_FILE)))
     except DepthcoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

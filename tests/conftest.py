@@ -21,6 +21,7 @@ OFFLINE = {
     "clip.pretrained": "none",
     "sam.pretrained": "none",
     "segments.method": "felzenszwalb",
+    "ssl.pairs": "dataset",
 }
 
 

@@ -1,99 +1,117 @@
-"""Every registered adapter on tiny CPU inputs: shape and units, gradients, no NaN; the registry."""
+"""Every registered adapter, in each of its settings families, on tiny CPU inputs: shape and units,
+gradients only where trainable, CLIP frozen, only the declared inputs read; the registry."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_params
+from conftest import make_params, tiny_backbone
 
 from depthcore.errors import DepthcoreError
 from depthcore.models.adapters import ADAPTERS, AdapterContext, build_adapter, clip_key
-from depthcore.models.adapters.msa import segment_boundaries, segment_mean
+from depthcore.models.adapters.msa import segment_boundaries, segment_colors, segment_mean
+from depthcore.models.clip_shallow import shallow_state_dict
 from depthcore.models.depthclip import DepthCLIPHead
-from depthcore.params import ConfigError
 
 H, W = 64, 96  # tiny crop, a multiple of 32
-CHANNELS = {"stem": 8, "layer1": 16, "layer2": 16, "layer3": 32, "layer4": 64}
 STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 BINS = (1.0, 1.5, 2.0, 2.5, 3.0)
 TINY = {
     "adapters.coarse_refine.hidden": 16,
-    "adapters.coarse_refine.fine_channels": 8,
     "adapters.eigen.coarse_channels": [4, 4, 4, 4, 4],
     "adapters.eigen.hidden": 16,
-    "adapters.eigen.fine_channels": 8,
+    "adapters.msa.widths": [32, 16, 16, 8, 8, 4],
     "adapters.msa.decoder_channels": 32,
     "adapters.msa.rgb_channels": 4,
-    "adapters.msa.segments": "pool",
+    "clip.cache_layers": ["stem", "layer1", "layer2", "layer3", "layer4"],
+}
+# name -> (adapter, settings): the families of each adapter's settings
+VARIANTS = {
+    "clip_adapter": ("clip_adapter", {}),
+    "clip_adapter_text_only": ("clip_adapter", {"image": False}),
+    "coarse_refine": ("coarse_refine", {}),
+    "coarse_only": ("coarse_refine", {"mode": "coarse", "training": "joint"}),
+    "eigen": ("eigen", {}),
+    "msa_published": ("msa", {}),
+    "msa_published_clip_sam": ("msa", {"alpha": 1.0, "segments": "color"}),
+    "msa_published_cached_shallow": ("msa", {"shallow": "cache"}),
+    "msa_learned_clip": ("msa", {"alpha": 1.0, "clip_init": "learned"}),
+    "msa_narrow_pool": ("msa", {"decoder": "narrow", "layers": ["layer2", "layer3", "layer4"], "segments": "pool"}),
+    "msa_narrow_boundary": ("msa", {"decoder": "narrow", "layers": ["layer1", "layer4"], "segments": "boundary"}),
 }
 
 
 def settings(name: str, **overrides):
     """The settings of adapter ``name``: tiny widths, then ``overrides`` (keys of adapters.<name>)."""
-    params = make_params(TINY | {f"adapters.{name}.{k}": v for k, v in overrides.items()})
-    return getattr(params.adapters, name)
+    params = make_params(TINY | {"adapter": name} | {f"adapters.{name}.{k}": v for k, v in overrides.items()})
+    return params.adapter_config
 
 
-def tiny_context() -> AdapterContext:
+@pytest.fixture(scope="module")
+def context() -> AdapterContext:
+    clip = tiny_backbone()
+    channels = {name: spec.channels for name, spec in clip.layer_specs.items()}
     gen = torch.Generator().manual_seed(0)
-    text = torch.nn.functional.normalize(torch.randn(len(BINS), CHANNELS["layer4"] // 2, generator=gen), dim=-1)
+    text = torch.nn.functional.normalize(torch.randn(len(BINS), clip.embed_dim, generator=gen), dim=-1)
     head = DepthCLIPHead(text_embeddings=text, bins=BINS, temperature=0.1)
-    return AdapterContext(image_size=(H, W), layer_channels=CHANNELS, layer_strides=STRIDES, head=head)
+    return AdapterContext(
+        image_size=(H, W),
+        layer_channels=channels,
+        layer_strides=STRIDES,
+        head=head,
+        shallow=shallow_state_dict(clip.clip.visual),
+    )
 
 
-def tiny_batch(b: int = 2) -> dict[str, torch.Tensor]:
+def tiny_batch(context: AdapterContext, b: int = 2) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
     batch = {
         "rgb": torch.rand(b, 3, H, W, generator=gen),
         "zeroshot": 1.0 + 2.0 * torch.rand(b, 1, H, W, generator=gen),
         "segments": torch.randint(0, 5, (b, H, W), generator=gen),
     }
-    for layer, c in CHANNELS.items():
-        batch[clip_key(layer)] = torch.rand(b, c, H // STRIDES[layer], W // STRIDES[layer], generator=gen).half()
+    for layer, c in context.layer_channels.items():
+        size = (b, c, H // STRIDES[layer], W // STRIDES[layer])
+        batch[clip_key(layer)] = torch.rand(*size, generator=gen).half()
     return batch
 
 
-@pytest.mark.parametrize("name", list(ADAPTERS))
-def test_adapter_contract(name):
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_adapter_contract(variant, context):
+    name, overrides = VARIANTS[variant]
     torch.manual_seed(0)
-    model = build_adapter(name, cfg=settings(name), context=tiny_context())
-    batch = tiny_batch()
+    model = build_adapter(name, cfg=settings(name, **overrides), context=context)
+    batch = tiny_batch(context)
     for key in batch:
         batch[key].requires_grad_(batch[key].is_floating_point())
     pred = model({key: batch[key] for key in model.batch_keys()})  # only the declared inputs
     s = model.output_stride
     assert pred.shape == (2, 1, H // s, W // s)
     assert pred.dtype == torch.float32 and torch.isfinite(pred).all()
-    assert 0.05 < pred.mean().item() < 10.0  # metres, not normalised units
-    pred.mean().backward()
+    assert 0.0 <= pred.mean().item() < 10.0  # metres, not normalised units
+    (pred - 2.0).pow(2).mean().backward()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     assert trainable
     for n, p in trainable:
-        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, n
-    # CLIP is frozen: its features are inputs and its tensors (text, bins) buffers, never parameters.
-    assert not any(n.startswith("head.") for n, _ in model.named_parameters())
-    for layer in CHANNELS:
+        assert p.grad is not None and torch.isfinite(p.grad).all(), n
+    assert sum(p.grad.abs().sum() for _, p in trainable) > 0
+    # CLIP is frozen: its features are inputs; its stem weights (when computed here) and text are not trained
+    assert not any(n.startswith("shallow.") for n, _ in trainable)
+    for layer in context.layer_channels:
         if clip_key(layer) not in model.batch_keys():
             assert batch[clip_key(layer)].grad is None
 
 
-def test_clip_adapter_switches_and_identity():
-    ctx = tiny_context()
-    batch = tiny_batch()
+def test_clip_adapter_switches(context):
     for image, text in ((True, False), (False, True)):
-        model = build_adapter(
-            "clip_adapter", cfg=settings("clip_adapter", image=image, text=text, ratio=0.0), context=ctx
-        )
+        model = build_adapter("clip_adapter", cfg=settings("clip_adapter", image=image, text=text), context=context)
         assert (model.image_adapter is not None) == image and (model.text_adapter is not None) == text
-        # ratio 0 keeps the original embeddings: exactly DepthCLIP's zero-shot head
-        torch.testing.assert_close(model(batch), ctx.head(batch["clip_layer4"]))
-    with pytest.raises(ConfigError, match="both false"):
-        settings("clip_adapter", image=False, text=False)
 
 
-def test_registry_unknown_name_lists_valid():
+def test_registry_unknown_name_lists_valid(context):
     with pytest.raises(DepthcoreError, match="valid adapters are .*msa"):
-        build_adapter("unet", cfg=settings("msa"), context=tiny_context())
+        build_adapter("unet", cfg=settings("msa"), context=context)
+    assert list(ADAPTERS) == ["clip_adapter", "coarse_refine", "eigen", "msa"]
 
 
 def test_msa_segment_helpers_by_hand():
@@ -105,9 +123,22 @@ def test_msa_segment_helpers_by_hand():
     torch.testing.assert_close(edges, torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
 
 
-def test_msa_decoder_alone_needs_no_zeroshot():
-    cfg = settings("msa", clip_init_weight=0.0, layers=["layer3", "layer4"])
-    model = build_adapter("msa", cfg=cfg, context=tiny_context())
-    assert "zeroshot" not in model.batch_keys() and model.cfg.cached_layers() == ("layer3", "layer4")
-    pred = model(tiny_batch())
-    assert (pred > 0).all()
+def test_segment_colours_never_map_a_segment_to_the_no_segment_colour():
+    ids = torch.arange(0, 5000).view(1, 50, 100)  # includes multiples of every colour factor and of 251
+    colors = segment_colors(ids)
+    black = (colors == 0).all(dim=1)[0]
+    assert black[0, 0] and black.sum() == 1  # only id 0
+    assert colors.min() >= 0 and colors.max() <= 1
+    assert torch.equal(segment_colors(torch.full((1, 1, 1), 7)), segment_colors(torch.full((1, 1, 1), 7)))
+
+
+def test_msa_reads_only_what_its_settings_need():
+    published = settings("msa")
+    assert published.batch_keys() == ("rgb", "clip_layer2", "clip_layer3", "clip_layer4")
+    assert published.needs_shallow() and not published.needs_head()
+    clip_init = settings("msa", alpha=1.0)
+    assert clip_init.needs_head() and "zeroshot" not in clip_init.batch_keys()
+    learned = settings("msa", alpha=1.0, clip_init="learned")
+    assert "zeroshot" in learned.batch_keys() and not learned.needs_head()
+    cached = settings("msa", shallow="cache")
+    assert not cached.needs_shallow() and cached.cached_layers() == ("stem", "layer1", "layer2", "layer3", "layer4")

@@ -19,8 +19,9 @@ WEIGHTS = {"model": "RN50-quickgelu", "pretrained": "none", "init_seed": 0, "fil
 
 
 def extract(dataset, out, backbone, layers, key=None, batch_size=2):
-    return extract_clip_features(dataset, out, backbone=backbone, weights=WEIGHTS, layers=layers, key=key,
-                                 batch_size=batch_size, progress=False)  # fmt: skip
+    return extract_clip_features(
+        dataset, out, backbone=backbone, weights=WEIGHTS, layers=layers, key=key, batch_size=batch_size, progress=False
+    )
 
 
 def test_preprocess_crops_then_normalises():

@@ -3,68 +3,16 @@ artifact paths declared once in depthcore.paths; .dvc/config and .dvcignore are 
 
 from __future__ import annotations
 
-import ast
 import configparser
 from pathlib import Path
 
 import pytest
 import yaml
 
+from depthcore.deps import VALIDATION_ONLY, code_closure
 from depthcore.paths import Paths
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("depthcore",)
-# The params schema only accepts or refuses values (test_params checks they pass through unchanged),
-# so it cannot change an output: no stage depends on it, and imports are not followed through it.
-VALIDATION_ONLY = {"depthcore/params.py"}
-
-
-def module_file(name: str, importer: Path) -> Path | None:
-    """The project file of module ``name`` (``common`` is the stages' sibling module), or None."""
-    if name == "common":
-        return REPO / "stages/common.py"
-    if name.split(".")[0] not in PACKAGES:
-        return None
-    base = REPO / name.replace(".", "/")
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def imported_files(path: Path) -> set[Path]:
-    """Project files a module imports (statically), with the __init__.py of each package on the way;
-    a module that imports its package's modules dynamically (pkgutil) imports all of them."""
-    source = path.read_text()
-    names: list[str] = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.append(node.module)
-            names += [f"{node.module}.{alias.name}" for alias in node.names]  # submodules imported by name
-    files = {f for name in names if (f := module_file(name, path)) is not None}
-    if "pkgutil.iter_modules" in source:
-        files |= set(path.parent.glob("*.py"))
-    for file in list(files):
-        for parent in file.relative_to(REPO).parents:
-            if (REPO / parent / "__init__.py").exists():
-                files.add(REPO / parent / "__init__.py")
-    return files
-
-
-def code_closure(script: Path) -> set[str]:
-    """Every project file that running ``script`` executes (repository-relative paths)."""
-    seen: set[Path] = set()
-    todo = [script]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        if str(path.relative_to(REPO)) not in VALIDATION_ONLY:
-            todo += imported_files(path)
-    return {str(p.relative_to(REPO)) for p in seen} - VALIDATION_ONLY
 
 
 def stages(dvc_file: Path = REPO / "dvc.yaml") -> dict[str, dict]:
@@ -81,7 +29,7 @@ def test_stage_deps_cover_exactly_the_code_it_runs(name):
     script = stage["cmd"].split()[1]
     assert stage["cmd"] == f"python {script}" and (REPO / script).exists()
     code_deps = [dep for dep in stage["deps"] if is_code(dep)]
-    closure = code_closure(REPO / script)
+    closure = code_closure(script)
 
     def covered(file: str) -> bool:
         return any(file == dep or file.startswith(dep.rstrip("/") + "/") for dep in code_deps)
@@ -93,16 +41,23 @@ def test_stage_deps_cover_exactly_the_code_it_runs(name):
     assert not set(code_deps) & VALIDATION_ONLY
 
 
-def test_every_path_in_dvc_yaml_is_declared_in_depthcore_paths():
-    declared = {str(value) for value in vars(Paths()).values()}
-    declared |= {str(Paths().resume_state)}
+def used_paths(dvc_file: Path) -> set[str]:
     used = set()
-    for stage in stages().values():
+    for stage in stages(dvc_file).values():
         used |= {dep for dep in stage.get("deps", []) if not is_code(dep)}
         for kind in ("outs", "metrics", "plots"):
             used |= {next(iter(o)) if isinstance(o, dict) else o for o in stage.get(kind, [])}
-    assert used <= declared, sorted(used - declared)
-    assert declared - {str(Paths().resume_state)} <= used, sorted(declared - used)
+    return used
+
+
+def test_every_path_in_dvc_yaml_is_declared_in_depthcore_paths():
+    declared = {name: str(value) for name, value in vars(Paths()).items()}
+    grid_only = {name for name in declared if name.startswith("paper_")}
+    used = used_paths(REPO / "dvc.yaml")
+    assert used <= set(declared.values()), sorted(used - set(declared.values()))
+    unused = {name for name, path in declared.items() if path not in used} - grid_only
+    assert not unused, sorted(unused)
+    assert {declared[name] for name in grid_only} <= used_paths(REPO / "paper/dvc.yaml")
 
 
 def test_dvc_config_is_safe_and_ignores_bytecode():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from depthcore.errors import DepthcoreError
-from depthcore.losses import build_loss, loss_names
+from depthcore.losses import SUPERVISED, build_loss
 
 # One image, 2 x 2: the target's 0 and NaN pixels are invalid; the valid errors are 1 m and 3 m, so
 # L1 = (1 + 3) / 2 = 2 and L2 = (1 + 9) / 2 = 5 tell the two apart.
@@ -48,11 +48,23 @@ def test_silog_by_hand():
 
 
 def test_no_valid_pixel_gives_zero_with_graph():
-    for name in loss_names():
+    for name in SUPERVISED:
         value, grad = run(name, target=torch.zeros(1, 1, 2, 2))
         assert value == 0.0 and torch.count_nonzero(grad) == 0
 
 
 def test_unknown_loss_lists_valid():
-    with pytest.raises(DepthcoreError, match=r"valid losses are \['l1', 'l2', 'silog'\]"):
+    with pytest.raises(DepthcoreError, match=r"valid losses are \['l1', 'l2', 'silog', 'ssl'\]"):
         build_loss("huber")
+
+
+def test_smoothness_is_added_with_its_weight_and_reads_the_image():
+    pred = torch.rand(1, 1, 4, 5) + 1.0
+    rgb = torch.rand(1, 3, 4, 5)
+    batch = {"depth": pred + 0.5, "rgb": rgb}
+    plain, smooth = build_loss("l1"), build_loss("l1", smoothness=0.25)
+    assert plain.fields == ("depth",) and smooth.fields == ("depth", "rgb")
+    from depthcore.photometric import edge_aware_smoothness
+
+    expected = 0.5 + 0.25 * edge_aware_smoothness(pred, rgb)
+    torch.testing.assert_close(smooth(pred, batch), expected)

@@ -78,14 +78,23 @@ def test_a_number_typed_as_a_string_is_the_number_it_means():
     assert make_params({"train.lr": "1e-3"}).train.lr == 0.001
 
 
+def test_val_fraction_zero_with_select_last_trains_on_every_training_image():
+    params = make_params({"data.val_fraction": 0, "train.select": "last"})
+    assert params.data.val_fraction == 0 and params.train.select == "last"
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"data.val_fraction": 0}, r"'data.val_fraction' is 0, but model selection needs a val split"),
+        ({"data.val_fraction": 0}, r"'data.val_fraction' is 0 but 'train.select' is 'val'"),
+        ({"loss": "ssl", "ssl.pairs": "dataset", "data.source": "nyuv2"}, r"'ssl.pairs' is 'dataset' but .*homography"),
         ({"data.synthetic.images": 4}, r"2 room\(s\); the splits need at least one test room and 2 training"),
         ({"data.synthetic.images": 2}, r"1 room\(s\)"),
         ({"clip.cache_layers": ["layer3", "layer4"]}, r"adapters.msa' reads the CLIP layer\(s\) \['layer2'\]"),
-        ({"segments.method": "none"}, r"reads a segment map but 'segments.method' is 'none'"),
+        ({"adapters.msa.segments": "color", "segments.method": "none"}, r"reads a segment map but 'segments.method'"),
+        ({"adapters.msa.segments": "pool"}, r"'pool', which only the narrow decoder has"),
+        ({"adapters.msa.layers": ["layer3", "layer4"]}, r"the published decoder skips all five CLIP layers"),
+        ({"adapters.coarse_refine.mode": "coarse"}, r"two_stage but 'mode' is coarse: there is no refine stage"),
         ({"eval.max_depth": 0.0005}, r"'eval.max_depth' \(0.0005\) must exceed"),
         ({"depthclip.bins": [1.0, 2.0]}, "7 classes but 2 bins"),
     ],

@@ -24,8 +24,9 @@ GIT_IDENTITY = {
 }
 
 
-def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], cwd: Path, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY}
+    env |= extra_env or {}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise AssertionError(
@@ -99,15 +100,26 @@ OFFLINE = {
     "clip.pretrained": "none",
     "sam.pretrained": "none",
     "segments.method": "felzenszwalb",  # SAM itself is covered by tests/test_segments_sam.py
+    "ssl.pairs": "dataset",
+    "train.preset": "custom",
     "train.epochs": 2,
     "train.batch_size": 2,
     "train.lr": 0.003,
-    "adapters.msa.decoder_channels": 32,
-    "adapters.msa.rgb_channels": 4,
+    "adapters.msa.widths": [16, 16, 8, 8, 4, 4],
     "runtime.clip_batch_size": 2,
 }
-FEATURE_STAGES = {"fetch_data", "fetch_clip", "fetch_sam", "prepare", "split", "clip_features", "clip_head",
-                  "segments", "zeroshot"}  # fmt: skip
+FEATURE_STAGES = {
+    "fetch_data",
+    "fetch_clip",
+    "fetch_sam",
+    "prepare",
+    "split",
+    "pairs",
+    "clip_features",
+    "clip_head",
+    "segments",
+    "zeroshot",
+}
 RUN_STAGES = {"train_inputs", "train", "evaluate"}
 UP_TO_DATE = "Data and pipelines are up to date"
 
@@ -145,6 +157,11 @@ def test_offline_pipeline_caches_exactly(tmp_path):
     assert changed(dvc(clone, "status")) == {"fetch_sam"}
     assert ran(dvc(clone, "repro")) == {"fetch_sam", "segments"}
 
+    # self-supervised settings never re-run a supervised training (train_inputs records what it reads)
+    set_params(clone, {"ssl.max_shift_px": 5.0, "ssl.alpha": 0.5})
+    assert changed(dvc(clone, "status")) == {"pairs", "train_inputs"}
+    assert ran(dvc(clone, "repro")) == {"pairs", "train_inputs"}
+
     # the validation carve re-runs training, not features
     set_params(clone, {"data.split_seed": 5})
     assert changed(dvc(clone, "status")) == {"split"}
@@ -164,8 +181,14 @@ def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path)
     clone = make_clone(tmp_path, OFFLINE | {"data.synthetic.images": 12})
     dvc(clone, "repro", "prepare")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **GIT_IDENTITY}
-    proc = subprocess.Popen([str(BIN / "dvc"), "repro", "clip_features"], cwd=clone, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(BIN / "dvc"), "repro", "clip_features"],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     partial = clone / "data/features/clip.zarr.partial/zarr.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -188,3 +211,39 @@ def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path)
     assert changed(dvc(clone, "status", "fetch_clip")) == {"fetch_clip"}
     assert ran(dvc(clone, "repro", "fetch_clip")) == {"fetch_clip"}
     assert changed(dvc(clone, "status", "clip_features", "clip_head")) >= {"clip_features", "clip_head"}
+
+
+@pytest.mark.slow
+def test_paper_grid_with_two_queue_workers_and_one_edited_row(tmp_path):
+    rows = ["t1_lower_bound", "t1_depthclip", "t1_msa", "t4_l2_image_text", "t5_gt_segments"]
+    clone = make_clone(tmp_path, OFFLINE | {"paper.rows": rows, "paper.seeds": [0, 1], "paper.max_epochs": 1})
+    _run([sys.executable, "paper/grid.py", "write"], clone)
+    dvc(clone, "repro")
+    _run(["git", "add", "-A"], clone)
+    _run(["git", "commit", "-qm", "main pipeline and the grid"], clone)
+    env_path = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    out = _run([sys.executable, "paper/grid.py", "run", "--jobs", "2"], clone, env_path).stdout
+    assert "is cached - skipping run" in out  # the queue's runs, brought back from the run-cache
+    summary = json.loads((clone / "metrics/paper.json").read_text())
+    assert set(summary) == set(rows) | {"t3_l1"}
+    assert summary["t3_l1"]["n"] == 2 and summary["t1_msa"]["mean"] == summary["t3_l1"]["mean"]
+    assert summary["t1_lower_bound"]["n"] == 2 and summary["t1_depthclip"]["n"] == 1
+    assert summary["t5_gt_segments"]["n"] == 2 and summary["t5_gt_segments"]["published"] is None
+    assert (clone / "data/paper/variants").is_dir()  # the ground-truth segments, computed once for the grid
+    assert "| MSA, CLIP no, SAM no, L1 |" in (clone / "reports/paper.md").read_text()
+    _run(["git", "add", "-A"], clone)
+    _run(["git", "commit", "-qm", "grid run"], clone)
+
+    # editing one row re-runs only that row's stages (and the report)
+    table = yaml.safe_load((clone / "paper/rows.yaml").read_text())
+    table["t4_l2_image_text"]["params"]["adapters.clip_adapter.ratio"] = 0.3
+    (clone / "paper/rows.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
+    _run([sys.executable, "paper/grid.py", "write"], clone)
+    out = dvc(clone, "repro", "paper/dvc.yaml")
+    assert ran(out) == {
+        "paper/dvc.yaml:train-t4_l2_image_text@0",
+        "paper/dvc.yaml:train-t4_l2_image_text@1",
+        "paper/dvc.yaml:evaluate-t4_l2_image_text@0",
+        "paper/dvc.yaml:evaluate-t4_l2_image_text@1",
+        "paper/dvc.yaml:report",
+    }

@@ -41,8 +41,15 @@ def segments_cfg(method):
 
 
 def write(method, dataset, out, weights_dir, **kwargs):
-    return write_segments(segments_cfg(method), SAM_OFFLINE, dataset, out, weights_dir=weights_dir,
-                          progress=False, **{"key": None, **kwargs})  # fmt: skip
+    return write_segments(
+        segments_cfg(method),
+        SAM_OFFLINE,
+        dataset,
+        out,
+        weights_dir=weights_dir,
+        progress=False,
+        **{"key": None, **kwargs},
+    )
 
 
 def _box(shape, rows, cols):

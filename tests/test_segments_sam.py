@@ -29,13 +29,26 @@ def test_sam_random_weights_one_image(tmp_path):
     store.array("split", (1,), np.int8)[:] = 2
     dataset = store.commit({"source": "handmade"})
 
-    params = make_params({
-        "segments.method": "sam", "sam.points_per_side": 2, "sam.pred_iou_thresh": 0.0,
-        "sam.stability_score_thresh": 0.0, "sam.min_mask_region_area": 10,
-    })  # fmt: skip
+    params = make_params(
+        {
+            "segments.method": "sam",
+            "sam.points_per_side": 2,
+            "sam.pred_iou_thresh": 0.0,
+            "sam.stability_score_thresh": 0.0,
+            "sam.min_mask_region_area": 10,
+        }
+    )
     fetch_sam_weights(params.sam, tmp_path / "weights")
-    out = write_segments(params.segments, params.sam, dataset, tmp_path / "segments.zarr",
-                         weights_dir=tmp_path / "weights", key=None, points_per_batch=4, progress=False)  # fmt: skip
+    out = write_segments(
+        params.segments,
+        params.sam,
+        dataset,
+        tmp_path / "segments.zarr",
+        weights_dir=tmp_path / "weights",
+        key=None,
+        points_per_batch=4,
+        progress=False,
+    )
     group = Store(out, required=("labels",))
     labels = group.read("labels", 0)
     assert labels.shape == (h, w) and labels.dtype == np.int32

@@ -32,7 +32,7 @@ def test_sample_contract_shapes_ranges_and_texture():
     assert s.depth.shape == (H, W) and s.depth.dtype == np.float32
     assert 0.5 < s.depth.min() and s.depth.max() < 10.0
     assert s.instances.min() >= 1 and len(np.unique(s.instances)) >= 4  # room faces + furniture
-    assert s.rgb.std() > 20  # textured, not flat colour
+    assert s.rgb.mean() > 20 and s.rgb.std() > 0.3 * s.rgb.mean()  # lit and textured, not a flat colour
     translation = np.linalg.norm(s.pair_pose[:3, 3])
     assert MIN_PAIR_TRANSLATION_M - 1e-6 <= translation <= MAX_PAIR_TRANSLATION_M + 1e-6
     angle = np.degrees(np.arccos(np.clip((np.trace(s.pair_pose[:3, :3]) - 1) / 2, -1, 1)))
@@ -82,3 +82,15 @@ def test_second_view_reprojects_onto_the_same_surface_point():
     z_seen = second.depth[vi[inside], ui[inside]][same_object]
     rel = np.abs(z_seen - z[inside][same_object]) / z[inside][same_object]
     assert np.median(rel) < 0.005 and np.mean(rel < 0.02) > 0.97
+
+
+def test_brightness_falls_with_distance_under_the_camera_lamp():
+    """The lamp at the camera makes brightness a depth cue (as in flash photography): over many rooms,
+    near surfaces are brighter than far ones."""
+    near, far = [], []
+    for index in range(8):
+        s = render_sample(5, index, height=H, width=W, views_per_room=2)
+        brightness = s.rgb.astype(float).mean(axis=-1)
+        near.append(brightness[s.depth < 2.5].mean() if (s.depth < 2.5).any() else np.nan)
+        far.append(brightness[s.depth > 4.5].mean() if (s.depth > 4.5).any() else np.nan)
+    assert np.nanmean(near) > 2 * np.nanmean(far)

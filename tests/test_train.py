@@ -15,14 +15,13 @@ from depthcore.run import build_training, train_model
 from depthcore.train import TrainingError
 
 SMALL = {
+    "train.preset": "custom",
     "train.epochs": 2,
     "train.batch_size": 2,
     "train.lr": 1e-3,
-    "adapters.msa.decoder_channels": 32,
-    "adapters.msa.rgb_channels": 4,
+    "adapters.msa.widths": [32, 16, 16, 8, 8, 4],
 }
-SMALL_COARSE = SMALL | {"adapter": "coarse_refine", "adapters.coarse_refine.hidden": 8,
-                        "adapters.coarse_refine.fine_channels": 4}  # fmt: skip
+SMALL_COARSE = SMALL | {"adapter": "coarse_refine", "adapters.coarse_refine.hidden": 8}
 
 
 def run_paths(pipeline, tmp_path, name="model"):
@@ -74,8 +73,8 @@ def test_curves_start_with_the_untrained_model(pipeline, tmp_path):
     paths = run_paths(pipeline, tmp_path)
     summary = train_model(make_params(SMALL), paths, resume_key=None, progress=False)
     rows = paths.train_curves.read_text().splitlines()
-    assert rows[0].startswith("epoch,lr,train_loss,val_d1") and len(rows) == 1 + 3
-    assert rows[1].startswith("0,") and rows[1].split(",")[2] == ""  # epoch 0: validation only
+    assert rows[0].startswith("phase,epoch,lr,train_loss,val_d1") and len(rows) == 1 + 3
+    assert rows[1].startswith(",0,") and rows[1].split(",")[3] == ""  # epoch 0: validation only
     meta, _ = load_checkpoint(paths.model)
     assert meta["best_epoch"] == summary["best_epoch"] and [r["epoch"] for r in meta["history"]] == [0, 1, 2]
 
@@ -87,10 +86,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_state(pipeline, tmp_path, mon
     monkeypatch.setattr(run_module, "build_training", lambda *a: run.setdefault("training", real(*a)))
 
     def poison(epoch, row):  # after epoch 1 has been saved, make every later prediction NaN
-        run["training"].model.fine.conv3.bias.data.fill_(float("nan"))
+        run["training"].model.refine.out_conv.bias.data.fill_(float("nan"))
 
+    joint = SMALL_COARSE | {"adapters.coarse_refine.training": "joint"}
     with pytest.raises(TrainingError, match="non-finite loss .* epoch 2.*kept in"):
-        train_model(make_params(SMALL_COARSE), paths, resume_key="k", progress=False, on_epoch_end=poison)
+        train_model(make_params(joint), paths, resume_key="k", progress=False, on_epoch_end=poison)
     saved = torch.load(paths.resume_state, weights_only=True)
     assert saved["epoch"] == 1 and all(torch.isfinite(v).all() for v in saved["state_dict"].values())
     assert not paths.model.exists()
@@ -113,3 +113,45 @@ def test_checkpoint_is_self_describing_and_refuses_other_adapter_and_features(pi
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.safetensors")
+
+
+def test_two_stage_training_freezes_the_coarse_net_in_stage_two(pipeline, tmp_path):
+    paths = run_paths(pipeline, tmp_path)
+    params = make_params(SMALL_COARSE | {"train.epochs": 1})
+    stages = []
+    train_model(params, paths, resume_key="k", progress=False, on_epoch_end=lambda e, r: stages.append(r["phase"]))
+    assert stages == ["coarse", "refine"]
+    first = paths.model.with_name("model.coarse.safetensors")
+    assert not first.exists()  # the first stage's checkpoint is not left behind
+    meta, state = load_checkpoint(paths.model)
+    assert [(r["phase"], r["epoch"]) for r in meta["history"]] == [
+        ("coarse", 0),
+        ("coarse", 1),
+        ("refine", 0),
+        ("refine", 1),
+    ]
+    # stage 2 trained the refine layers only: the coarse weights equal those a coarse-only run of stage 1 ends with
+    coarse_only = run_paths(pipeline, tmp_path, "coarse_only")
+    joint = SMALL_COARSE | {
+        "train.epochs": 1,
+        "adapters.coarse_refine.mode": "coarse",
+        "adapters.coarse_refine.training": "joint",
+    }
+    train_model(make_params(joint), coarse_only, resume_key=None, progress=False)
+    _, reference = load_checkpoint(coarse_only.model)
+    for name, value in reference.items():
+        torch.testing.assert_close(state[name], value, rtol=0, atol=0)
+    assert any(k.startswith("refine.") for k in state) and meta["train"]["lr"] == 1e-3
+
+
+def test_select_last_trains_without_a_val_split(pipeline, tmp_path):
+    import dataclasses as dc
+
+    from depthcore.data.splits import write_validation_split
+
+    paths = dc.replace(run_paths(pipeline, tmp_path), split=tmp_path / "split.json")
+    write_validation_split(pipeline.dataset, paths.split, val_fraction=0.0, seed=0)
+    params = make_params(SMALL | {"data.val_fraction": 0, "train.select": "last"})
+    summary = train_model(params, paths, resume_key=None, progress=False)
+    assert summary["best_epoch"] == 2  # the last epoch, with no val metrics to select on
+    assert "val_abs_rel" not in summary

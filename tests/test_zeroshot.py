@@ -43,8 +43,16 @@ def test_evaluate_predictions_hand_values(synthetic_dataset, tmp_path):
 
 def test_zeroshot_from_cache_matches_backbone_and_evaluates(synthetic_dataset, tmp_path):
     backbone = tiny_backbone()
-    features = extract_clip_features(synthetic_dataset, tmp_path / "clip.zarr", backbone=backbone, weights={},
-                                     layers=("layer4",), key=None, batch_size=3, progress=False)  # fmt: skip
+    features = extract_clip_features(
+        synthetic_dataset,
+        tmp_path / "clip.zarr",
+        backbone=backbone,
+        weights={},
+        layers=("layer4",),
+        key=None,
+        batch_size=3,
+        progress=False,
+    )
     head = build_depthclip_head(backbone=backbone, cfg=make_params().depthclip)
     assert head.text.shape == (7, 128)
     out = predict_zeroshot(features, tmp_path / "zs.zarr", head=head, key=None, progress=False)

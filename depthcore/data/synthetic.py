@@ -24,6 +24,10 @@ from depthcore.geometry import NYU_HEIGHT, NYU_INTRINSICS, NYU_WIDTH
 
 MIN_PAIR_TRANSLATION_M, MAX_PAIR_TRANSLATION_M = 0.05, 0.15
 MIN_PAIR_ROTATION_DEG, MAX_PAIR_ROTATION_DEG = 1.0, 4.0
+# Lighting: a directional light (Lambert) times ambient + a lamp at the camera whose brightness falls off with
+# distance, so brightness carries depth as in flash photography: a cue a network can learn from a few images.
+AMBIENT = 0.15
+LAMP_RANGE_M = 2.5
 _LIGHT = np.array([0.3, -0.8, -0.5]) / np.linalg.norm([0.3, -0.8, -0.5])  # towards the light (y down)
 
 
@@ -184,8 +188,8 @@ def _shade(room: Room, ids: np.ndarray, points: np.ndarray, normal: np.ndarray, 
         colour[mask] = w[:, None] * box.color_a + (1 - w[:, None]) * box.color_b
     lambert = np.clip(normal @ _LIGHT, 0.0, 1.0)
     light = 0.35 + 0.65 * lambert
-    falloff = 1.0 / (1.0 + 0.04 * depth**2)
-    out = colour * (light * (0.6 + 0.4 * falloff))[..., None]
+    falloff = LAMP_RANGE_M**2 / (LAMP_RANGE_M**2 + depth**2)  # a lamp at the camera: inverse-square beyond its range
+    out = colour * (light * (AMBIENT + (1.0 - AMBIENT) * falloff))[..., None]
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 
 

@@ -6,7 +6,8 @@ the stores that hold them, all cropped to the DepthCLIP crop (416 x 544 on NYUv2
 - ``rgb`` 3 x h x w float32 in [0, 1]; ``depth`` 1 x h x w float32 metres, 0 = invalid (``dataset``)
 - ``clip_<layer>`` C x h/s x w/s float16, the cached features of the image as seen (``features``)
 - ``zeroshot`` 1 x h x w float32 metres (``zeroshot``); ``segments`` h x w int64 ids, 0 = none (``segments``)
-- ``pair_rgb`` 3 x h x w, ``pair_pose`` 4 x 4 (target-to-source), ``intrinsics`` 3 x 3 (crop pixels)
+- ``pair_rgb`` 3 x h x w, ``pair_pose`` 4 x 4 (target-to-source), ``pair_valid`` h x w bool (``pairs``);
+  ``intrinsics`` 3 x 3 (crop pixels, from the dataset)
 
 ``flip``: ``"none"`` returns every image as stored; ``"random"`` mirrors an image with probability
 1/2, drawn from (seed, epoch, index) so the choice is the same in any worker and after a resume
@@ -33,7 +34,7 @@ from depthcore.geometry import DEPTHCLIP_CROP, crop_shape, crop_tensor
 
 CLIP_PREFIX = "clip_"
 FLIPPED_SUFFIX = "_flipped"
-SPATIAL_KEYS = ("rgb", "depth", "zeroshot", "segments", "pair_rgb")  # mirrored along their last axis
+SPATIAL_KEYS = ("rgb", "depth", "zeroshot", "segments", "pair_rgb", "pair_valid")  # mirrored along the last axis
 FLIP_MODES = ("none", "random")
 FLIP = np.diag([-1.0, 1.0, 1.0, 1.0]).astype(np.float32)  # x -> -x in camera coordinates
 
@@ -82,11 +83,12 @@ def mirror_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 STORE_OF = {
     "rgb": "dataset",
     "depth": "dataset",
-    "pair_rgb": "dataset",
-    "pair_pose": "dataset",
     "intrinsics": "dataset",
     "zeroshot": "zeroshot",
     "segments": "segments",
+    "pair_rgb": "pairs",
+    "pair_pose": "pairs",
+    "pair_valid": "pairs",
 }
 ARRAY_OF = {"zeroshot": "depth", "segments": "labels", "intrinsics": "rgb"}
 
@@ -183,6 +185,8 @@ class TrainingDataset(Dataset):
                 sample[key] = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64))
             elif key == "pair_pose":
                 sample[key] = torch.from_numpy(store.read(key, i).astype(np.float32))
+            elif key == "pair_valid":
+                sample[key] = torch.from_numpy(np.ascontiguousarray(crop_tensor(store.read(key, i), self.crop)))
             elif key == "intrinsics":
                 sample[key] = self.intrinsics.clone()
         if flipped:  # features were already taken from the mirrored view

@@ -14,6 +14,11 @@ The zero-shot prediction for an image averages the prediction of the image and o
 image (flipped back), upsamples it bilinearly to the 416 x 544 input crop and pastes it into a zero
 480 x 640 canvas (``depthcore.geometry``).
 
+The adapters of the paper use a variant of this head (:func:`cosine_depth`): every second channel of the
+*raw* layer4 vector is kept and then L2-normalised (so logits are true cosines), and the logits are
+cos / temperature with the adapter's own temperature (0.001 for the MSA's initial map, 0.1 for the
+CLIP-Adapter and the coarse net), without DepthCLIP's factor 100.
+
 The ``clip_head`` stage encodes the prompts once and saves the head (text embeddings, bins, and the
 attention-pool projections for ``maskclip``) as a small safetensors artifact; everything downstream
 loads it with :func:`load_head` and never rebuilds CLIP.
@@ -38,6 +43,30 @@ LOGIT_SCALE = 100.0  # CLIP's fixed logit scale in DepthCLIP (the learned one is
 CHANNEL_STEP = 2  # depthclip dense mode keeps channels 0, 2, 4, ...
 PROJECTION_KEYS = ("v_weight", "v_bias", "c_weight", "c_bias")
 DENSE_MODES = ("depthclip", "maskclip")
+
+
+def cosine_logits(features: torch.Tensor, text: torch.Tensor, *, temperature: float) -> torch.Tensor:
+    """The adapters' depth logits: features B x C x h x w (raw or adapted layer4, any float dtype), text K x D
+    (normalised here), C a multiple of D -> B x K x h x w float32 = cos(channels 0, s, 2s... of the feature,
+    text_k) / temperature with s = C // D. float32 even under autocast."""
+    channels, dim = features.shape[1], text.shape[1]
+    if channels % dim:
+        raise ValueError(f"cannot subsample {channels} feature channels to the {dim}-d text space")
+    with torch.autocast(features.device.type, enabled=False):
+        dense = F.normalize(features[:, :: channels // dim].float(), dim=1)
+        return torch.einsum("bdhw,kd->bkhw", dense, F.normalize(text.float(), dim=-1)) / temperature
+
+
+def expected_depth(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """B x K x h x w logits, K bin depths (metres) -> B x 1 x h x w = sum_k softmax_k * bin_k (float32)."""
+    with torch.autocast(logits.device.type, enabled=False):
+        probs = logits.float().softmax(dim=1)
+        return (probs * bins.float()[None, :, None, None]).sum(dim=1, keepdim=True)
+
+
+def cosine_depth(features: torch.Tensor, text: torch.Tensor, bins: torch.Tensor, *, temperature: float) -> torch.Tensor:
+    """The adapters' zero-shot head: layer4 B x C x h x w -> depth B x 1 x h x w metres (13 x 17 for NYU)."""
+    return expected_depth(cosine_logits(features, text, temperature=temperature), bins)
 
 
 def depth_prompts(cfg) -> list[str]:

@@ -41,14 +41,16 @@ class AdapterContext:
     """What adapters are built from besides their own settings.
 
     image_size: (H, W) of the crop-space input; layer_channels / layer_strides: channels and stride of
-    each available CLIP layer; head: the frozen DepthCLIP head (text embeddings, bins; needed by
-    clip_adapter only, may be None otherwise).
+    each cached CLIP layer; head: the frozen DepthCLIP head (text embeddings, bins) for adapters that need it;
+    shallow: the CLIP stem and layer1 state dict (``depthcore.models.clip_shallow``) for adapters that compute
+    those layers themselves.
     """
 
     image_size: tuple[int, int] = crop_shape(DEPTHCLIP_CROP)
     layer_channels: dict[str, int] = field(default_factory=dict)
     layer_strides: dict[str, int] = field(default_factory=dict)
     head: DepthCLIPHead | None = None
+    shallow: dict[str, torch.Tensor] | None = None
 
     def describe(self) -> dict[str, Any]:
         """Plain description (for checkpoints) from which :meth:`from_description` rebuilds the shapes."""
@@ -62,22 +64,25 @@ class AdapterContext:
                     key: list(getattr(self.head, key).shape) for key in PROJECTION_KEYS if hasattr(self.head, key)
                 },
             }
+        shallow = None if self.shallow is None else {k: list(v.shape) for k, v in self.shallow.items()}
+        config = {k: int(v) for k, v in (self.shallow or {}).items() if k.startswith("config.")}
         return {
             "image_size": list(self.image_size),
             "layer_channels": dict(self.layer_channels),
             "layer_strides": dict(self.layer_strides),
             "head": head,
+            "shallow": None if shallow is None else {"shapes": shallow, "config": config},
         }
 
     @classmethod
-    def from_features(cls, attrs: Mapping[str, Any], head: DepthCLIPHead | None = None) -> AdapterContext:
+    def from_features(cls, attrs: Mapping[str, Any], **kwargs) -> AdapterContext:
         """The context of a clip.zarr store, from its attrs (input size, per-layer channels and stride)."""
         layers = attrs["layers"]
         return cls(
             image_size=tuple(attrs["input_size"]),
             layer_channels={name: spec["channels"] for name, spec in layers.items()},
             layer_strides={name: spec["stride"] for name, spec in layers.items()},
-            head=head,
+            **kwargs,
         )
 
     @classmethod
@@ -95,11 +100,16 @@ class AdapterContext:
                 dense=h["dense"],
                 projections=projections,
             )
+        shallow = None
+        if desc.get("shallow") is not None:  # placeholders of the right shapes and the exact config entries
+            shallow = {k: torch.zeros(shape) for k, shape in desc["shallow"]["shapes"].items()}
+            shallow |= {k: torch.tensor(v) for k, v in desc["shallow"]["config"].items()}
         return cls(
             image_size=tuple(desc["image_size"]),
             layer_channels=dict(desc["layer_channels"]),
             layer_strides=dict(desc["layer_strides"]),
             head=head,
+            shallow=shallow,
         )
 
     def require_layers(self, layers: tuple[str, ...], adapter: str) -> None:

@@ -1,118 +1,164 @@
-"""Coarse / refined adapter: Eigen et al.'s coarse-fine network with CLIP's zero-shot depth as the
-coarse input (the paper's Table 2).
+"""Coarse / Refined adapter, as published (the paper's Table 2; the authors' ``eigen/model/depth_coarse.py``
+and ``depth_refine.py``): Eigen et al.'s coarse/fine design with CLIP's zero-shot map as the coarse input.
 
-- coarse: the zero-shot depth (B x 1 x H x W metres) average-pooled to ``input_stride``, flattened,
-  through two fully connected layers (``hidden`` units, ReLU) to a coarse map at ``coarse_stride``;
-- fine (``mode: coarse_refined``): Eigen's fine stack: a 9 x 9 stride-2 conv and 2 x 2 max-pool on the
-  normalised RGB (stride 4), the coarse map upsampled and concatenated as one more channel, then two
-  5 x 5 convs to a correction added to the upsampled coarse map (depth at stride 4).
+- input: the soft zero-shot map at layer4 resolution (13 x 17 on NYUv2): the adapters' cosine head
+  (:func:`depthcore.models.depthclip.cosine_depth`) at ``temperature`` 0.1, no clamp;
+- coarse (:class:`Coarse`): flattened (row-major) -> Linear(221, hidden 4096) -> Linear(4096, 104 * 136), no
+  nonlinearity, as B x 1 x H/4 x W/4 (stride 4), metres;
+- refine (:class:`Refine`, ``mode: coarse_refined``): the ImageNet-normalised crop -> conv 9 x 9 stride 2
+  (3 -> 63) -> ReLU -> 2 x 2 max-pool, the coarse map concatenated as channel 64, conv 5 x 5 (64) -> ReLU ->
+  conv 5 x 5 -> 1: the depth, used directly (no residual).
 
-``mode: coarse`` returns the coarse map itself. Output in metres.
+``training: two_stage`` (published) trains the coarse net first (its own preset), then freezes it while the
+refine layers train (:func:`depthcore.run.train_model` runs the phases); ``joint`` trains both at once.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 import torch
-import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from depthcore.geometry import normalise_imagenet
-from depthcore.models.adapters.base import INIT_DEPTH, AdapterContext, DepthAdapter, check_divisible
+from depthcore.models.adapters.base import AdapterContext, DepthAdapter, check_divisible, clip_key
 from depthcore.models.adapters.registry import register
+from depthcore.models.depthclip import cosine_depth
 from depthcore.section import AdapterConfig
 
-FINE_STRIDE = 4
-Width = Annotated[int, Field(ge=1)]
+FINE_STRIDE = 4  # output stride of the coarse map and of the refine net
+REFINE_FEATURES, REFINE_CHANNELS = 63, 64
+# Published training (configs/nyu/eigen/depth_{coarse,refine}): SGD, x0.1 after every epoch, MSE + 0.001 smoothness.
+COARSE_TRAINING = {
+    "optimizer": "sgd",
+    "lr": 0.02,
+    "weight_decay": 0.1,
+    "momentum": 0.9,
+    "schedule": "step",
+    "step_epochs": 1,
+    "gamma": 0.1,
+    "epochs": 10,
+    "batch_size": 64,
+    "smoothness": 0.001,
+}
+REFINE_TRAINING = COARSE_TRAINING | {"lr": 0.002}
+PHASES = ("coarse", "refine")
 
 
-class CoarseRefineConfig(AdapterConfig):
-    """``adapters.coarse_refine``: zero-shot depth (pooled to ``input_stride``) -> fully connected layers
-    (``hidden`` units) -> coarse map at ``coarse_stride``; ``coarse_refined`` adds the fine stack
-    (``fine_channels``) on RGB + coarse map, output at stride 4."""
+class CoarseFineConfig(AdapterConfig):
+    """Settings shared by the coarse/fine adapters: ``mode`` (coarse alone or coarse + refine) and how the
+    two parts are trained."""
 
     mode: Literal["coarse", "coarse_refined"]
-    input_stride: Width
-    hidden: Width
-    coarse_stride: Width
-    fine_channels: Width
+    training: Literal["two_stage", "joint"]
+    hidden: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _two_stages_need_two_parts(self) -> CoarseFineConfig:
+        if self.training == "two_stage" and self.mode == "coarse":
+            raise ValueError(
+                "'training' is two_stage but 'mode' is coarse: there is no refine stage to train second; "
+                "set training: joint or mode: coarse_refined"
+            )
+        return self
+
+    def phases(self) -> tuple[str, ...]:
+        """The training phases: ('coarse', 'refine') for two-stage training, else one joint phase ('',)."""
+        return PHASES if self.training == "two_stage" else ("",)
+
+    def published_training(self, phase: str = "") -> dict:
+        return REFINE_TRAINING if phase == "refine" else COARSE_TRAINING
+
+
+class CoarseRefineConfig(CoarseFineConfig):
+    """``adapters.coarse_refine``: the zero-shot map's softmax ``temperature`` and the coarse ``hidden`` width."""
+
+    temperature: Annotated[float, Field(gt=0)]
 
     def batch_keys(self) -> tuple[str, ...]:
-        return ("zeroshot",) + (("rgb",) if self.mode == "coarse_refined" else ())
+        return (clip_key("layer4"),) + (("rgb",) if self.mode == "coarse_refined" else ())
+
+    def needs_head(self) -> bool:
+        return True
 
 
-class CoarseFC(nn.Module):
-    """B x F features -> B x 1 x h x w coarse depth (metres) through two fully connected layers."""
+class Coarse(nn.Module):
+    """B x 1 x h x w map -> B x 1 x H/4 x W/4 depth (metres): Linear(h w, hidden) -> Linear(hidden, H/4 W/4)."""
 
-    def __init__(self, in_features: int, *, hidden: int, out_size: tuple[int, int]):
+    def __init__(self, *, in_size: tuple[int, int], hidden: int, out_size: tuple[int, int]):
         super().__init__()
-        self.out_size = out_size
-        self.fc = nn.Sequential(
-            nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_size[0] * out_size[1])
-        )
-        nn.init.constant_(self.fc[-1].bias, INIT_DEPTH)
+        self.out_size = tuple(out_size)
+        self.fc1 = nn.Linear(in_size[0] * in_size[1], hidden)
+        self.fc2 = nn.Linear(hidden, out_size[0] * out_size[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.flatten(1)).unflatten(1, (1, *self.out_size))
+        return self.fc2(self.fc1(x.float().flatten(1))).unflatten(1, (1, *self.out_size))  # no nonlinearity
 
 
-class ZeroShotCoarse(nn.Module):
-    """Zero-shot depth B x 1 x H x W -> coarse depth B x 1 x H/coarse_stride x W/coarse_stride."""
+class Refine(nn.Module):
+    """RGB B x 3 x H x W in [0, 1] + coarse depth B x 1 x H/4 x W/4 -> depth B x 1 x H/4 x W/4 (metres)."""
 
-    def __init__(self, image_size: tuple[int, int], *, input_stride: int, hidden: int, coarse_stride: int):
+    def __init__(self):
         super().__init__()
-        self.input_stride = input_stride
-        h, w = image_size[0] // input_stride, image_size[1] // input_stride
-        self.fc = CoarseFC(
-            h * w, hidden=hidden, out_size=(image_size[0] // coarse_stride, image_size[1] // coarse_stride)
-        )
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.fc(F.avg_pool2d(batch["zeroshot"].float(), self.input_stride))
-
-
-class FineStack(nn.Module):
-    """Eigen's fine network: RGB + coarse map -> depth B x 1 x H/4 x W/4 (metres)."""
-
-    def __init__(self, *, channels: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, channels - 1 if channels > 1 else 1, 9, stride=2, padding=4)
-        self.conv2 = nn.Conv2d(self.conv1.out_channels + 1, channels, 5, padding=2)
-        self.conv3 = nn.Conv2d(channels, 1, 5, padding=2)
-        nn.init.constant_(self.conv3.bias, 0.0)
+        self.image_conv = nn.Conv2d(3, REFINE_FEATURES, 9, stride=2, padding=4)
+        self.pool = nn.MaxPool2d(2)
+        self.fuse_conv = nn.Conv2d(REFINE_FEATURES + 1, REFINE_CHANNELS, 5, padding=2)
+        self.out_conv = nn.Conv2d(REFINE_CHANNELS, 1, 5, padding=2)
 
     def forward(self, rgb: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(normalise_imagenet(rgb))), 2)
-        coarse = F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=True)
-        x = F.relu(self.conv2(torch.cat([x, coarse], dim=1)))
-        return self.conv3(x) + coarse  # the fine stack corrects the coarse map
+        x = self.pool(torch.relu(self.image_conv(normalise_imagenet(rgb.float()))))
+        x = torch.cat([x, coarse.float()], dim=1)  # the coarse map last, as published
+        return self.out_conv(torch.relu(self.fuse_conv(x)))
 
 
 class CoarseFineAdapter(DepthAdapter):
-    """A coarse network (any module mapping the batch to B x 1 x h x w) and an optional fine stack."""
+    """A coarse network (batch -> B x 1 x H/4 x W/4) and, for ``coarse_refined``, the refine net. Depth at
+    stride 4, metres. ``freeze_coarse()`` stops the coarse part's training (the second of two stages)."""
 
-    def __init__(self, cfg: AdapterConfig, *, coarse: nn.Module, fine: FineStack | None):
+    output_stride = FINE_STRIDE
+
+    def __init__(self, cfg: CoarseFineConfig, *, coarse: nn.Module):
         super().__init__(cfg)
         self.coarse = coarse
-        self.fine = fine
-        self.output_stride = FINE_STRIDE if fine is not None else cfg.coarse_stride
+        self.refine = Refine() if cfg.mode == "coarse_refined" else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         coarse = self.coarse(batch)
-        if self.fine is None:
-            return coarse
-        return self.fine(batch["rgb"].float(), coarse)
+        return coarse if self.refine is None else self.refine(batch["rgb"], coarse)
+
+    def freeze_coarse(self) -> None:
+        self.coarse.requires_grad_(False)
+
+
+class ZeroShotCoarse(nn.Module):
+    """layer4 features -> the soft zero-shot map -> :class:`Coarse`; the head's text and bins are buffers."""
+
+    def __init__(self, *, text: torch.Tensor, bins: torch.Tensor, temperature: float, grid, hidden: int, out_size):
+        super().__init__()
+        self.register_buffer("text", text.detach().float().clone())
+        self.register_buffer("bins", bins.detach().float().clone())
+        self.temperature = temperature
+        self.net = Coarse(in_size=grid, hidden=hidden, out_size=out_size)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(cosine_depth(batch[clip_key("layer4")], self.text, self.bins, temperature=self.temperature))
 
 
 @register("coarse_refine", config=CoarseRefineConfig)
 def build_coarse_refine(*, cfg: CoarseRefineConfig, context: AdapterContext) -> CoarseFineAdapter:
-    """Coarse (and with ``mode: coarse_refined`` fine) adapter on the zero-shot depth."""
-    check_divisible(context.image_size, math.lcm(cfg.input_stride, cfg.coarse_stride, FINE_STRIDE), "coarse_refine")
+    """The coarse (and with ``mode: coarse_refined`` refine) adapter on CLIP's soft zero-shot map."""
+    if context.head is None:
+        raise ValueError("coarse_refine needs the DepthCLIP head (text embeddings) in its context")
+    stride = context.layer_strides.get("layer4", 32)
+    check_divisible(context.image_size, stride, "coarse_refine")
+    h, w = context.image_size
     coarse = ZeroShotCoarse(
-        context.image_size, input_stride=cfg.input_stride, hidden=cfg.hidden, coarse_stride=cfg.coarse_stride
+        text=context.head.text,
+        bins=context.head.bins,
+        temperature=cfg.temperature,
+        grid=(h // stride, w // stride),
+        hidden=cfg.hidden,
+        out_size=(h // FINE_STRIDE, w // FINE_STRIDE),
     )
-    fine = FineStack(channels=cfg.fine_channels) if cfg.mode == "coarse_refined" else None
-    return CoarseFineAdapter(cfg, coarse=coarse, fine=fine)
+    return CoarseFineAdapter(cfg, coarse=coarse)

@@ -1,0 +1,29 @@
+"""Dotted-key overrides of a params dict (``train.lr: 0.01``), as ``dvc exp run -S`` sets them: used for
+the paper grid's rows, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from depthcore.errors import ConfigError
+
+
+def with_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` with each dotted key of ``overrides`` set; a key that does not exist in
+    ``raw`` is refused (overrides change settings, they never add new ones)."""
+    out = yaml.safe_load(yaml.safe_dump(dict(raw)))  # deep copy of plain data
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for depth, key in enumerate(parents):
+            if not isinstance(node.get(key), dict):
+                section = ".".join(parents[: depth + 1])
+                raise ConfigError(f"params '{section}' is not a section: cannot set '{dotted}'")
+            node = node[key]
+        if leaf not in node:
+            raise ConfigError(f"params '{dotted}': unknown key; valid keys at that level are {sorted(node)}")
+        node[leaf] = value
+    return out

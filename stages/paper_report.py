@@ -1,0 +1,22 @@
+"""DVC stage report (paper grid): every run's metrics -> metrics/paper.json (mean, sample std, n and the
+published numbers per row), reports/paper.md (the paper's tables, "ours mean ± std (published)") and
+plots/paper.png."""
+
+from common import run
+
+from depthcore.paper import write_report
+
+
+def main(stage):
+    paths = stage.paths
+    write_report(
+        stage.params.model_dump(mode="json"),
+        out_json=paths.paper_metrics,
+        out_markdown=paths.paper_report,
+        out_figure=paths.paper_figure,
+    )
+    print(f"wrote {paths.paper_metrics}, {paths.paper_report}, {paths.paper_figure}")
+
+
+if __name__ == "__main__":
+    run(main)

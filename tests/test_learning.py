@@ -1,0 +1,90 @@
+"""Learning tests on the offline data (rendered rooms, informative random CLIP), over three seeds each.
+
+The published MSA (its architecture at narrow widths, so that three seeds fit a CI budget on a CPU)
+trained with L1 must beat both the zero-shot prediction and the constant train-mean depth on the test
+rooms by at least 15 % in abs_rel and in d1; trained self-supervised on the rooms' real second views it
+must improve its validation abs_rel clearly over the untrained model. The margins measured over seeds
+are stated at each threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import make_params
+
+from depthcore.data.splits import read_split, split_indices
+from depthcore.data.store import ResumableStore, Store
+from depthcore.evaluation import evaluate_predictions
+from depthcore.paths import Paths
+from depthcore.pipeline import build_inputs
+from depthcore.run import evaluate_checkpoint, train_model
+
+# 48 images, 2 per room: 24 rooms, 6 of them test (12 images), 2 val (4), 16 train (32).
+DATA = {"data.synthetic.images": 48, "data.synthetic.views_per_room": 2, "ssl.pairs": "dataset"}
+SMALL_MSA = {"adapters.msa.widths": [32, 32, 16, 16, 8, 8], "train.preset": "custom", "train.optimizer": "sgd",
+             "train.lr": 0.05, "train.schedule": "cosine", "train.batch_size": 2, "train.select": "last"}  # fmt: skip
+SUPERVISED = DATA | SMALL_MSA | {"loss": "l1", "train.epochs": 10}
+SELF_SUPERVISED = DATA | SMALL_MSA | {"loss": "ssl", "train.epochs": 3, "train.select": "val"}
+MARGIN = 0.15  # required improvement over each baseline, relative
+
+
+@pytest.fixture(scope="module")
+def rooms(tmp_path_factory) -> Paths:
+    return build_inputs(make_params(DATA), Paths().under(tmp_path_factory.mktemp("rooms")))
+
+
+def run_paths(rooms: Paths, root, seed: int) -> Paths:
+    own = {
+        name: root / f"seed{seed}" / getattr(rooms, name).name
+        for name in (
+            "model",
+            "train_metrics",
+            "train_curves",
+            "predictions",
+            "eval_metrics",
+            "eval_per_image",
+            "eval_figure",
+        )
+    }
+    return dataclasses.replace(rooms, **own)  # fmt: skip
+
+
+def baselines(rooms: Paths, tmp_path) -> dict[str, dict[str, float]]:
+    """Test metrics of the zero-shot prediction and of the constant mean depth of the training images."""
+    dataset = Store(rooms.dataset)
+    eval_cfg = make_params(DATA).eval
+    zeroshot, _ = evaluate_predictions(Store(rooms.zeroshot), dataset, cfg=eval_cfg)
+    train = dataset.read("depth", split_indices(read_split(rooms.split, dataset.shape("rgb")[0]), "train"))
+    store = ResumableStore(tmp_path / "constant.zarr", key=None)
+    store.array("depth", dataset.shape("depth_eval"), np.float32)[:] = train[train > 0].mean()
+    constant, _ = evaluate_predictions(Store(store.commit({})), dataset, cfg=eval_cfg)
+    return {"zeroshot": zeroshot, "constant": constant}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_published_msa_beats_zero_shot_and_mean_depth(rooms, tmp_path, seed):
+    params = make_params(SUPERVISED | {"seed": seed})
+    paths = run_paths(rooms, tmp_path, seed)
+    train_model(params, paths, resume_key=None, progress=False)
+    ours = evaluate_checkpoint(params, paths, progress=False)
+    for name, base in baselines(rooms, tmp_path).items():
+        # measured over seeds 0, 1, 2: abs_rel 26-28 % below the better baseline (constant mean depth),
+        # d1 15-17 % above it (zero-shot: far behind both)
+        assert ours["abs_rel"] <= (1 - MARGIN) * base["abs_rel"], (name, ours["abs_rel"], base["abs_rel"])
+        assert ours["d1"] >= (1 + MARGIN) * base["d1"], (name, ours["d1"], base["d1"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_self_supervised_msa_learns_metric_depth_from_real_second_views(rooms, tmp_path, seed):
+    params = make_params(SELF_SUPERVISED | {"seed": seed})
+    paths = run_paths(rooms, tmp_path, seed)
+    train_model(params, paths, resume_key=None, progress=False)
+    rows = [line.split(",") for line in paths.train_curves.read_text().splitlines()]
+    columns = rows[0]
+    start, end = (dict(zip(columns, row, strict=True)) for row in (rows[1], rows[-1]))
+    assert start["epoch"] == "0" and float(end["val_photometric"]) < float(start["val_photometric"])
+    # measured over seeds 0, 1, 2: val abs_rel from ~0.89 untrained to 0.3-0.4 after 3 epochs
+    assert float(end["val_abs_rel"]) <= 0.6 * float(start["val_abs_rel"])

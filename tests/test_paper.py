@@ -1,0 +1,147 @@
+"""The paper grid: rows defined once, checked before any training; aggregation by hand; the generated
+paper/dvc.yaml up to date and exact in its dependencies."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, default_raw
+
+from depthcore.deps import code_closure
+from depthcore.paper import VARIANT_PARAMS, PaperError, aggregate, load_rows, row_params, select_rows, write_report
+
+sys.path.insert(0, str(REPO / "paper"))
+import grid  # noqa: E402  (paper/grid.py, the generator)
+
+SHARED_TABLES = REPO.parent / "shared" / "paper_tables.yaml"
+RUNS = {"d1": [0.5, 0.6, 0.7], "abs_rel": [0.2, 0.3, 0.4]}  # three seeds; other metrics constant 1.0
+
+
+def metrics(seed: int) -> dict[str, float]:
+    out = {name: 1.0 for name in ("d1", "d2", "d3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog")}
+    return out | {name: values[seed] for name, values in RUNS.items()} | {"n_images": 7}
+
+
+def test_every_published_row_is_a_row_with_its_numbers():
+    rows = load_rows(REPO / "paper/rows.yaml")
+    if not SHARED_TABLES.exists():
+        pytest.skip(f"{SHARED_TABLES} is not next to this checkout")
+    shared = yaml.safe_load(SHARED_TABLES.read_text())
+    for row_id, spec in shared.items():
+        assert row_id in rows, row_id
+        row = rows[row_id]
+        assert (
+            row.table == spec["table"] and row.same_as == spec.get("same_as") and row.cited == spec.get("cited", False)
+        )
+        if "metrics" in spec:
+            assert row.published == spec["metrics"], row_id
+    assert all(rows[r].table == 5 for r in rows if r not in shared)
+
+
+def test_aggregation_mean_and_sample_std_by_hand(tmp_path, monkeypatch):
+    rows_file = tmp_path / "rows.yaml"
+    rows_file.write_text(
+        "t1_lower_bound: {table: 1, label: LB, kind: lower_bound, published: {d1: 0.14, d2: 0.297, d3: 0.471, "
+        "abs_rel: 1.327, log10: 0.323, rmse: 2.934}}\n"
+        "t3_l1: {table: 3, label: MSA, params: {loss: l1}, published: {d1: 0.573, d2: 0.856, d3: 0.956, "
+        "abs_rel: 0.255, log10: 0.104, rmse: 0.804}}\n"
+        "t1_msa: {table: 1, label: MSA (depth), same_as: t3_l1}\n"
+        "t1_dorn: {table: 1, label: DORN, cited: true, published: {d1: 0.828, d2: 0.965, d3: 0.992, abs_rel: 0.115, "
+        "log10: 0.051, rmse: 0.509}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    for row_id in ("t3_l1", "t1_lower_bound"):
+        for seed in (0, 1, 2):
+            path = Path("metrics/paper") / row_id / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(metrics(seed)))
+    raw = default_raw()
+    raw["paper"]["rows"] = ["t1_lower_bound", "t1_msa", "t1_dorn"]
+    summary = write_report(
+        raw, rows_file=rows_file, out_json="paper.json", out_markdown="paper.md", out_figure="paper.png"
+    )
+    msa = summary["t3_l1"]
+    assert msa["n"] == 3 and msa["mean"]["abs_rel"] == pytest.approx(0.3) and msa["mean"]["d1"] == pytest.approx(0.6)
+    # sample std (ddof 1): sqrt(((0.2 - 0.3)^2 + 0 + (0.4 - 0.3)^2) / 2) = 0.1
+    assert msa["std"]["abs_rel"] == pytest.approx(0.1) and msa["std"]["rmse"] == 0.0
+    assert summary["t1_msa"]["mean"] == msa["mean"] and summary["t1_msa"]["published"]["d1"] == 0.573  # same run
+    assert summary["t1_dorn"] == {"published": summary["t1_dorn"]["published"], "mean": None, "std": None, "n": 0}
+    assert json.loads(Path("paper.json").read_text())["t3_l1"]["std"]["abs_rel"] == pytest.approx(0.1)
+    report = Path("paper.md").read_text()
+    assert "| MSA (depth) | 0.600 ± 0.100 (0.573) |" in report and "| DORN (cited) | - (0.828) |" in report
+    assert "| row | d1 | d2 | d3 | abs_rel | log10 | rmse | n |" in report  # named by what they compute
+    assert Path("paper.png").read_bytes()[:4] == b"\x89PNG"
+    one = aggregate(load_rows(rows_file), ["t3_l1"], {"t3_l1": [metrics(1)]})["t3_l1"]
+    assert one["n"] == 1 and one["std"]["abs_rel"] == 0.0 and not math.isnan(one["std"]["d1"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "r: {table: 3, label: x, params: {adapters.msa.alphaa: 1}}",
+            r"row 'r': params 'adapters.msa.alphaa': unknown",
+        ),
+        ("r: {table: 3, label: x, params: {adapters.msa.segments: pool}}", r"row 'r': .*only the narrow decoder"),
+        (
+            "r: {table: 3, label: x, params: {data.source: synthetic}}",
+            r"row 'r' sets \['data.source'\], which the grid",
+        ),
+        ("r: {table: 3, label: x, published: {d1: 0.5, abs_rel: 0.3}}", r"row 'r': published numbers must give"),
+        ("r: {table: 1, label: x, same_as: nowhere}", r"row 'r': same_as 'nowhere' is not a row that runs"),
+        ("r: {table: 1, label: x, colour: red}", r"row 'r': colour: Extra inputs"),
+    ],
+)
+def test_bad_rows_fail_before_any_training_naming_the_row(tmp_path, text, message):
+    rows_file = tmp_path / "rows.yaml"
+    rows_file.write_text(text + "\n")
+    with pytest.raises(PaperError, match=message):
+        rows = load_rows(rows_file)
+        row_params(default_raw(), "r", rows["r"])
+
+
+def test_unknown_row_selection_lists_the_rows():
+    rows = load_rows(REPO / "paper/rows.yaml")
+    with pytest.raises(PaperError, match=r"unknown row\(s\) \['t9'\]; valid rows are \['t1_lower_bound'"):
+        select_rows(rows, ["t9"])
+    assert select_rows(rows, ["t1_msa"]) == ["t1_msa", "t3_l1"]  # a same_as row brings its run
+
+
+def test_every_row_resolves_to_valid_params():
+    rows = load_rows(REPO / "paper/rows.yaml")
+    for row_id, row in rows.items():
+        if row.runs and row.kind == "train":
+            params = row_params(default_raw(), row_id, row)
+            assert params.model_dump(mode="json")["loss"] == row.params.get("loss", "l1"), row_id
+
+
+def test_generated_grid_is_up_to_date():
+    raw = default_raw()
+    main_stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    expected = grid.grid_dvc_yaml(raw, load_rows(REPO / "paper/rows.yaml"), main_stages)
+    assert (REPO / "paper/dvc.yaml").read_text() == expected, "run `make paper-grid` (python paper/grid.py write)"
+
+
+def test_grid_stages_depend_on_exactly_the_code_they_run():
+    stages = yaml.safe_load((REPO / "paper/dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        _, runner, script, *_ = stage["cmd"].split()
+        closure = code_closure(runner) | code_closure(f"stages/{script}.py")
+        code = [d for d in stage["deps"] if d.startswith(("stages/", "depthcore/", "paper/stage.py"))]
+        uncovered = [f for f in closure if not any(f == d or f.startswith(d + "/") for d in code)]
+        assert not uncovered, (name, uncovered)
+        assert all(any(f == d or f.startswith(d + "/") for f in closure) for d in code), name
+
+
+def test_variant_params_are_the_params_their_stages_declare():
+    main_stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    upstream = {"zeroshot": ("clip_head",)}  # a zero-shot variant follows its head's variant
+    for stage, keys in VARIANT_PARAMS.items():
+        declared = list(main_stages[stage]["params"])
+        declared += [key for up in upstream.get(stage, ()) for key in main_stages[up]["params"]]
+        assert sorted(declared) == sorted(keys), stage
