@@ -1,13 +1,11 @@
 """Image geometry shared by every stage: the fixed crops, camera intrinsics, CLIP feature strides,
-the network input normalisation and pinhole maths.
+the network input normalisation and the prediction paste.
 
 Crops are ``(top, bottom, left, right)`` half-open pixel ranges on the 480 x 640 NYUv2 frame,
 used as ``image[top:bottom, left:right]``. Defined once here; nothing else hard-codes them.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 NYU_HEIGHT = 480
 NYU_WIDTH = 640
@@ -43,35 +41,6 @@ def crop_shape(crop: tuple[int, int, int, int]) -> tuple[int, int]:
     """(height, width) of a crop."""
     top, bottom, left, right = crop
     return bottom - top, right - left
-
-
-def backproject(depth: np.ndarray, intrinsics) -> np.ndarray:
-    """Camera-frame 3-D points of every pixel.
-
-    depth: H x W z-depth in metres. Returns H x W x 3 (x right, y down, z forward), metres.
-    Pixel (v, u) is taken at its centre coordinate (u, v) in the K convention used here.
-    """
-    fx, fy, cx, cy = intrinsics
-    h, w = depth.shape
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    x = (u - cx) / fx * depth
-    y = (v - cy) / fy * depth
-    return np.stack([x, y, depth.astype(np.float64)], axis=-1)
-
-
-def project(points: np.ndarray, intrinsics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Project ... x 3 camera-frame points to pixel coordinates. Returns (u, v, z)."""
-    fx, fy, cx, cy = intrinsics
-    z = points[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = fx * points[..., 0] / z + cx
-        v = fy * points[..., 1] / z + cy
-    return u, v, z
-
-
-def transform_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a 4 x 4 rigid transform to ... x 3 points."""
-    return points @ pose[:3, :3].T + pose[:3, 3]
 
 
 # ------------------------------------------------------------------- prediction geometry (torch)

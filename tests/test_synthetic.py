@@ -12,7 +12,6 @@ from depthcore.data.synthetic import (
     render,
     render_sample,
 )
-from depthcore.geometry import backproject, project, transform_points
 
 H, W = 120, 160
 
@@ -57,6 +56,23 @@ def test_depth_of_known_planes_at_known_pixels():
     v = 115
     assert view.instances[v, 80] == 4  # floor face (y max)
     np.testing.assert_allclose(view.depth[v, 80], 1.5 * 100.0 / (v - 60.0), rtol=1e-6)
+
+
+def backproject(depth, intrinsics):
+    """H x W z-depth -> H x W x 3 camera points (pixel centres at integer coordinates)."""
+    fx, fy, cx, cy = intrinsics
+    v, u = np.mgrid[0 : depth.shape[0], 0 : depth.shape[1]].astype(np.float64)
+    return np.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, depth.astype(np.float64)], axis=-1)
+
+
+def project(points, intrinsics):
+    fx, fy, cx, cy = intrinsics
+    z = points[..., 2]
+    return fx * points[..., 0] / z + cx, fy * points[..., 1] / z + cy, z
+
+
+def transform_points(pose, points):
+    return points @ pose[:3, :3].T + pose[:3, 3]
 
 
 def test_second_view_reprojects_onto_the_same_surface_point():

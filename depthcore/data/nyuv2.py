@@ -22,8 +22,6 @@ MAT_SIZE = 2_972_037_809
 MAT_SHA256 = "2d724b0c0ab358aa1ce5df855e5bd14a2279ab7202efe22f32a30d612dcb86aa"
 SPLITS_SIZE = 2626
 SPLITS_SHA256 = "6e081404491a8bfba2f066beaa9713ef6046f9007aa5f799f2a350506a580cee"
-N_IMAGES = 1449
-N_TRAIN, N_TEST = 795, 654
 REQUIRED_DATASETS = ("images", "depths", "rawDepths", "labels", "instances", "scenes")
 
 
