@@ -189,10 +189,11 @@ class PhotometricLoss(nn.Module):
         return photometric_error(target, reconstructed, alpha=self.alpha), valid
 
     def photometric_term(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scalar: the mean photometric error over valid pixels alone (for validation curves)."""
+        """Scalar: the mean photometric error over valid pixels alone (for validation curves); NaN when no
+        pixel is valid (e.g. an untrained model predicting 0 m: nothing can be reconstructed)."""
         error, valid = self._error_and_mask(pred, batch)
         if not valid.any():
-            return pred.sum() * 0.0
+            return torch.full((), float("nan"), device=pred.device)
         return error[valid].mean()
 
     def forward(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:

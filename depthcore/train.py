@@ -175,7 +175,7 @@ def train(
         record(0, None, val)
         best = {
             "epoch": 0,
-            "score": val.get(f"val_{SELECTION_METRIC}", math.inf),
+            "score": _score(val),
             "state_dict": _cpu(model),
             "val": val,
         }
@@ -218,7 +218,7 @@ def train(
 
         val = validate()
         row = record(epoch + 1, total / max(count, 1), val)
-        score = val.get(f"val_{SELECTION_METRIC}", math.inf)
+        score = _score(val)
         if cfg.select == "last" or score < best["score"]:
             best = {"epoch": epoch + 1, "score": score, "state_dict": _cpu(model), "val": val}
         shown = ", ".join(f"{k} {v:.4f}" for k, v in val.items() if k in ("val_abs_rel", "val_d1", "val_photometric"))
@@ -251,17 +251,25 @@ def train(
 
 @torch.no_grad()
 def photometric_on(model: nn.Module, loss_fn: nn.Module, loader: DataLoader, size, device: torch.device) -> float:
-    """Mean photometric error of ``model``'s predictions over ``loader`` (self-supervised validation)."""
+    """Mean photometric error of ``model``'s predictions over ``loader`` (self-supervised validation), over the
+    batches with a valid pixel; NaN if none has one."""
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    terms = []
     for batch in loader:
         batch = to_device(batch, device)
-        pred = upsample_to(model(batch).float(), size)
-        total += loss_fn.photometric_term(pred, batch).item() * len(batch["index"])
-        count += len(batch["index"])
+        term = loss_fn.photometric_term(upsample_to(model(batch).float(), size), batch).item()
+        if not math.isnan(term):
+            terms.append((term, len(batch["index"])))
     model.train(was_training)
-    return total / max(count, 1)
+    return sum(t * n for t, n in terms) / sum(n for _, n in terms) if terms else math.nan
+
+
+def _score(val: Mapping[str, Any]) -> float:
+    """The selection score of a validation row (lower is better); inf when undefined (no val split, or a
+    model whose predictions have no valid pixel: NaN metrics)."""
+    score = val.get(f"val_{SELECTION_METRIC}", math.nan)
+    return math.inf if math.isnan(score) else score
 
 
 def _cpu(model: nn.Module) -> dict[str, torch.Tensor]:
