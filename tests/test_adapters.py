@@ -142,3 +142,19 @@ def test_msa_reads_only_what_its_settings_need():
     assert "zeroshot" in learned.batch_keys() and not learned.needs_head()
     cached = settings("msa", shallow="cache")
     assert not cached.needs_shallow() and cached.cached_layers() == ("stem", "layer1", "layer2", "layer3", "layer4")
+
+
+@pytest.mark.parametrize("decoder", ["published", "narrow"])
+def test_msa_computes_the_shallow_layers_the_default_cache_lacks(context, decoder):
+    """With the default cache (layer2..layer4) the stem and layer1 exist only through the CLIP stem weights."""
+    cached = ("layer2", "layer3", "layer4")
+    lean = AdapterContext(
+        image_size=(H, W),
+        layer_channels={k: v for k, v in context.layer_channels.items() if k in cached},
+        layer_strides={k: v for k, v in context.layer_strides.items() if k in cached},
+        shallow=context.shallow,
+    )
+    model = build_adapter("msa", cfg=settings("msa", decoder=decoder), context=lean)
+    batch = tiny_batch(context)
+    assert set(model.batch_keys()) == {"rgb", "clip_layer2", "clip_layer3", "clip_layer4"}
+    assert model({key: batch[key] for key in model.batch_keys()}).shape == (2, 1, H, W)

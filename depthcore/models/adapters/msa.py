@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from depthcore.geometry import CLIP_LAYERS, normalise_imagenet
+from depthcore.geometry import CLIP_LAYER_STRIDES, CLIP_LAYERS, normalise_imagenet
 from depthcore.models.adapters.base import INIT_DEPTH, AdapterContext, DepthAdapter, check_divisible, clip_key
 from depthcore.models.adapters.msa_published import PublishedMSA, bounded_residual, initial_depth
 from depthcore.models.adapters.registry import register
@@ -216,7 +216,7 @@ class MultiScaleAdapter(DepthAdapter):
 
     def __init__(self, cfg: MsaConfig, *, context: AdapterContext):
         super().__init__(cfg)
-        channels, strides = context.layer_channels, context.layer_strides
+        channels = context.layer_channels
         self.shallow = build_clip_shallow(state_dict=context.shallow) if cfg.needs_shallow() else None
         if self.shallow is not None:  # its layers' shapes come from the artifact, not the cache
             channels = channels | {"stem": self.shallow.width, "layer1": 4 * self.shallow.width}
@@ -226,7 +226,7 @@ class MultiScaleAdapter(DepthAdapter):
                 skip_channels=skips, decoder_channels=cfg.widths, segments=cfg.segments == "color"
             )
         else:
-            self.decoder = NarrowDecoder(cfg, layer_channels=channels, layer_strides=strides)
+            self.decoder = NarrowDecoder(cfg, layer_channels=channels, layer_strides=CLIP_LAYER_STRIDES)
         if cfg.needs_head():
             self.register_buffer("text", context.head.text.detach().float().clone())
             self.register_buffer("bins", context.head.bins.detach().float().clone())
