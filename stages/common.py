@@ -56,16 +56,25 @@ from depthcore.params import Params, load_params  # noqa: E402
 from depthcore.paths import Paths  # noqa: E402
 
 
-def dependency_hashes() -> dict[str, Any] | None:
+def dependency_hashes(*, required: bool = False) -> dict[str, Any] | None:
     """DVC's hashes of the running stage's dependencies (files, folders and params values), from the
-    stage DVC is running (``DVC_STAGE``); None outside ``dvc repro`` / ``dvc exp run``."""
+    stage DVC is running (``DVC_STAGE``; stages run from the repository root, which in DVC's experiment
+    queue is a temporary copy); None outside ``dvc repro`` / ``dvc exp run``. When DVC cannot tell: an
+    error if ``required``, else None (the hashes then only serve resuming, an optimisation)."""
     name = os.environ.get("DVC_STAGE")
     if not name:
         return None
     from dvc.repo import Repo
 
-    stage = Repo(os.environ.get("DVC_ROOT", ".")).stage.collect(name)[0]
-    return {str(dep.def_path): dep.get_hash().value for dep in stage.deps}
+    try:
+        stage = Repo(".").stage.collect(name)[0]
+        return {str(dep.def_path): dep.get_hash().value for dep in stage.deps}
+    except Exception as exc:
+        message = f"cannot read the input hashes of stage {name} from DVC ({type(exc).__name__}: {exc})"
+        if required:
+            raise DepthcoreError(message) from exc
+        print(message)
+        return None
 
 
 @dataclass

@@ -11,7 +11,7 @@ from depthcore.io import write_json_atomic
 
 
 def main(stage):
-    hashes = dependency_hashes() or {}
+    hashes = dependency_hashes(required=True) or {}  # {} when run by hand, outside DVC
     inputs = {str(path): hashes.get(str(path)) for path in needed_inputs(stage.params, stage.paths)}
     write_json_atomic(stage.paths.train_inputs, {"inputs": inputs, "settings": run_settings(stage.params)})
     print(f"{stage.params.adapter} with {stage.params.loss} reads {sorted(inputs)}")

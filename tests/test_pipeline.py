@@ -143,28 +143,28 @@ def test_offline_pipeline_caches_exactly(tmp_path):
     # bytecode next to the code (as Python writes it) or absent (a fresh clone) never makes a stage stale
     _run([sys.executable, "-m", "compileall", "-q", "depthcore", "stages"], clone)
     assert list(clone.rglob("__pycache__"))
-    assert UP_TO_DATE in dvc(clone, "status")
+    assert UP_TO_DATE in dvc(clone, "status", "dvc.yaml")
     for cache in clone.rglob("__pycache__"):
         shutil.rmtree(cache)
-    assert UP_TO_DATE in dvc(clone, "status")
+    assert UP_TO_DATE in dvc(clone, "status", "dvc.yaml")
 
     # settings that cannot change an output do not invalidate it
     set_params(clone, {"runtime.clip_batch_size": 3, "runtime.num_workers": 1})
-    assert UP_TO_DATE in dvc(clone, "status")
+    assert UP_TO_DATE in dvc(clone, "status", "dvc.yaml")
 
     # SAM settings re-run the SAM side only (felzenszwalb ignores them: its output, so training, is unchanged)
     set_params(clone, {"sam.model": "vit_l"})
-    assert changed(dvc(clone, "status")) == {"fetch_sam"}
+    assert changed(dvc(clone, "status", "dvc.yaml")) == {"fetch_sam"}
     assert ran(dvc(clone, "repro")) == {"fetch_sam", "segments"}
 
     # self-supervised settings never re-run a supervised training (train_inputs records what it reads)
     set_params(clone, {"ssl.max_shift_px": 5.0, "ssl.alpha": 0.5})
-    assert changed(dvc(clone, "status")) == {"pairs", "train_inputs"}
+    assert changed(dvc(clone, "status", "dvc.yaml")) == {"pairs", "train_inputs"}
     assert ran(dvc(clone, "repro")) == {"pairs", "train_inputs"}
 
     # the validation carve re-runs training, not features
     set_params(clone, {"data.split_seed": 5})
-    assert changed(dvc(clone, "status")) == {"split"}
+    assert changed(dvc(clone, "status", "dvc.yaml")) == {"split"}
     assert ran(dvc(clone, "repro")) == {"split"} | RUN_STAGES
     _run(["git", "checkout", "params.yaml"], clone)
     dvc(clone, "repro")
