@@ -36,7 +36,7 @@ def main() -> None:
         for method in ("dataset", "homography", "reproject"):
             ssl = load_params(REPO / "params.yaml", base | {"ssl.pairs": method}).ssl
             start = time.perf_counter()
-            write_pairs(ssl, dataset, tmp / f"{method}.zarr", key=None, progress=False)
+            write_pairs(ssl, dataset, tmp / f"pairs-{method}.zarr", key=None, progress=False)
             seconds = time.perf_counter() - start
             results["methods"][method] = {"seconds": seconds, "images_per_s": n / seconds}
             print(f"{method:>10}: {n / seconds:6.2f} images/s (NYUv2's 1449 images: {1449 * seconds / n:6.0f} s)")

@@ -24,10 +24,17 @@ from depthcore.run import evaluate_checkpoint, train_model
 
 # 48 images, 2 per room: 24 rooms, 6 of them test (12 images), 2 val (4), 16 train (32).
 DATA = {"data.synthetic.images": 48, "data.synthetic.views_per_room": 2, "ssl.pairs": "dataset"}
-SMALL_MSA = {"adapters.msa.widths": [32, 32, 16, 16, 8, 8], "train.preset": "custom", "train.optimizer": "sgd",
-             "train.lr": 0.05, "train.schedule": "cosine", "train.batch_size": 2, "train.select": "last"}  # fmt: skip
-SUPERVISED = DATA | SMALL_MSA | {"loss": "l1", "train.epochs": 10}
-SELF_SUPERVISED = DATA | SMALL_MSA | {"loss": "ssl", "train.epochs": 3, "train.select": "val"}
+SMALL_MSA = {
+    "adapters.msa.widths": [64, 64, 32, 32, 16, 16],
+    "train.preset": "custom",
+    "train.optimizer": "sgd",
+    "train.lr": 0.05,
+    "train.schedule": "cosine",
+    "train.batch_size": 2,
+    "train.select": "last",
+}
+SUPERVISED = DATA | SMALL_MSA | {"loss": "l1", "train.epochs": 7}
+SELF_SUPERVISED = DATA | SMALL_MSA | {"loss": "ssl", "train.epochs": 2}
 MARGIN = 0.15  # required improvement over each baseline, relative
 
 
@@ -49,7 +56,7 @@ def run_paths(rooms: Paths, root, seed: int) -> Paths:
             "eval_figure",
         )
     }
-    return dataclasses.replace(rooms, **own)  # fmt: skip
+    return dataclasses.replace(rooms, **own)
 
 
 def baselines(rooms: Paths, tmp_path) -> dict[str, dict[str, float]]:
@@ -71,8 +78,9 @@ def test_published_msa_beats_zero_shot_and_mean_depth(rooms, tmp_path, seed):
     train_model(params, paths, resume_key=None, progress=False)
     ours = evaluate_checkpoint(params, paths, progress=False)
     for name, base in baselines(rooms, tmp_path).items():
-        # measured over seeds 0, 1, 2: abs_rel 26-28 % below the better baseline (constant mean depth),
-        # d1 15-17 % above it (zero-shot: far behind both)
+        # measured over seeds 0, 1, 2 (2 CPU cores, ~2 min each): abs_rel 0.222 / 0.207 / 0.216, i.e. 26 / 32 / 29 %
+        # below the better baseline (the constant mean depth, 0.302); d1 0.585 / 0.567 / 0.556, i.e. 24 / 20 / 18 %
+        # above it (0.471); the zero-shot prediction (random CLIP) is far behind both
         assert ours["abs_rel"] <= (1 - MARGIN) * base["abs_rel"], (name, ours["abs_rel"], base["abs_rel"])
         assert ours["d1"] >= (1 + MARGIN) * base["d1"], (name, ours["d1"], base["d1"])
 
@@ -85,6 +93,7 @@ def test_self_supervised_msa_learns_metric_depth_from_real_second_views(rooms, t
     rows = [line.split(",") for line in paths.train_curves.read_text().splitlines()]
     columns = rows[0]
     start, end = (dict(zip(columns, row, strict=True)) for row in (rows[1], rows[-1]))
-    assert start["epoch"] == "0" and float(end["val_photometric"]) < float(start["val_photometric"])
-    # measured over seeds 0, 1, 2: val abs_rel from ~0.89 untrained to 0.3-0.4 after 3 epochs
+    print(f"seed {seed}: val abs_rel {start['val_abs_rel']} untrained, {end['val_abs_rel']} after 2 epochs")
+    assert start["epoch"] == "0" and float(end["val_photometric"]) < 0.1  # it reconstructs the target
+    # measured over seeds 0, 1, 2: val abs_rel from ~0.89 untrained to 0.29 / 0.34 / 0.41 after 2 epochs
     assert float(end["val_abs_rel"]) <= 0.6 * float(start["val_abs_rel"])

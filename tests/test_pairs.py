@@ -232,3 +232,35 @@ def test_training_samples_mirror_pairs_consistently(pipeline):
     unmirrored = mirror_pose(batch["pair_pose"])  # mirroring is its own inverse
     bad = inverse_warp(batch["pair_rgb"], batch["depth"], unmirrored, batch["intrinsics"])
     assert photometric_error(batch["rgb"], bad[0], alpha=0.85)[bad[1]].mean().item() > 2 * errors["random"][0]
+
+
+def test_pairs_stage_refuses_bad_second_views_before_any_work(tmp_path):
+    from conftest import make_params
+
+    from depthcore.data.pairs import PairsError, write_pairs
+    from depthcore.data.store import ResumableStore
+
+    def dataset(name, *, pose=None, intrinsics=(518.9, 519.5, 31.5, 23.5)):
+        store = ResumableStore(tmp_path / f"{name}.zarr", key=None)
+        store.array("rgb", (2, 48, 64, 3), np.uint8)
+        store.array("depth", (2, 48, 64), np.float32)[:] = 2.0
+        if pose is not None:
+            store.array("pair_rgb", (2, 48, 64, 3), np.uint8)
+            store.array("pair_pose", (2, 4, 4), np.float32)[:] = pose
+        return store.commit({"intrinsics": list(intrinsics)})
+
+    ssl = make_params().ssl  # pairs: dataset
+    out = tmp_path / "pairs.zarr"
+    with pytest.raises(PairsError, match="has no second views .*homography"):
+        write_pairs(ssl, dataset("single"), out, key=None)
+    bad = np.eye(4)
+    bad[0, 3] = np.nan
+    with pytest.raises(PairsError, match="image 0 has a non-finite pose"):
+        write_pairs(ssl, dataset("nan", pose=bad), out, key=None)
+    far = np.eye(4)
+    far[2, 3] = 5.0
+    with pytest.raises(PairsError, match="pose out of range .*translation 5.00 m"):
+        write_pairs(ssl, dataset("far", pose=far), out, key=None)
+    with pytest.raises(PairsError, match="no usable intrinsics"):
+        write_pairs(ssl, dataset("k", pose=np.eye(4), intrinsics=(0.0, 0.0, 1.0, 1.0)), out, key=None)
+    assert not out.exists()
