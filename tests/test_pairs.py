@@ -246,7 +246,7 @@ def test_pairs_stage_refuses_bad_second_views_before_any_work(tmp_path):
         store.array("depth", (2, 48, 64), np.float32)[:] = 2.0
         if pose is not None:
             store.array("pair_rgb", (2, 48, 64, 3), np.uint8)
-            store.array("pair_pose", (2, 4, 4), np.float32)[:] = pose
+            store.array("pair_pose", (2, 4, 4), np.float32)[:] = np.broadcast_to(pose, (2, 4, 4))
         return store.commit({"intrinsics": list(intrinsics)})
 
     ssl = make_params().ssl  # pairs: dataset
