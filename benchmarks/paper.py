@@ -22,11 +22,11 @@ import argparse
 import json
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from train import seconds_per_call  # benchmarks/train.py: this script's folder is on sys.path
 
 from depthcore.device import default_device
 from depthcore.inputs import training_settings
@@ -73,14 +73,7 @@ def time_step(params, paths: Paths, *, steps: int, device: torch.device) -> tupl
 
     with FlopCounterMode(display=False) as counter:
         step()  # also the warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps, float(counter.get_total_flops())
+    return seconds_per_call(step, steps=steps, device=device), float(counter.get_total_flops())
 
 
 def main() -> None:

@@ -66,6 +66,18 @@ RATIOS = {  # name -> (numerator, denominator) of model images/s
 }
 
 
+def seconds_per_call(fn, *, steps: int, device: torch.device) -> float:
+    """Mean wall seconds of ``fn()`` over ``steps`` calls, waiting for the GPU's queue on CUDA."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
 def measure(params, paths: Paths, *, steps: int, workers: int, device: torch.device) -> dict:
     run = build_training(params, paths)
     model, loss_fn = run.model.to(device), run.loss_fn
@@ -86,14 +98,7 @@ def measure(params, paths: Paths, *, steps: int, workers: int, device: torch.dev
         optimizer.step()
 
     step()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    model_ips = steps * len(batch["index"]) / (time.perf_counter() - t0)
+    model_ips = len(batch["index"]) / seconds_per_call(step, steps=steps, device=device)
     return {
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "batch_keys": sorted(batch),
