@@ -95,5 +95,6 @@ def test_self_supervised_msa_learns_metric_depth_from_real_second_views(rooms, t
     start, end = (dict(zip(columns, row, strict=True)) for row in (rows[1], rows[-1]))
     print(f"seed {seed}: val abs_rel {start['val_abs_rel']} untrained, {end['val_abs_rel']} after 2 epochs")
     assert start["epoch"] == "0" and float(end["val_photometric"]) < 0.1  # it reconstructs the target
-    # measured over seeds 0, 1, 2: val abs_rel from ~0.89 untrained to 0.29 / 0.34 / 0.41 after 2 epochs
+    # measured over seeds 0, 1, 2: val abs_rel 0.96 / 1.00 / 1.00 untrained, 0.31 / 0.39 / 0.48 after 2 epochs
+    # (ratios 0.32 / 0.39 / 0.48; the bound 0.6 leaves 0.12 over the worst seed)
     assert float(end["val_abs_rel"]) <= 0.6 * float(start["val_abs_rel"])
