@@ -7,6 +7,7 @@ Adapters define their own section (``adapters.<name>``) by subclassing :class:`A
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -27,8 +28,9 @@ class AdapterConfig(Section):
     (and DVC) load exactly those: ``rgb``, ``depth``, ``zeroshot``, ``segments`` and ``clip_<layer>`` for
     cached CLIP layers; ``needs_head`` / ``needs_shallow`` for the small CLIP artifacts."""
 
+    @abstractmethod
     def batch_keys(self) -> tuple[str, ...]:
-        raise NotImplementedError
+        """The batch fields the adapter reads."""
 
     def cached_layers(self) -> tuple[str, ...]:
         """The cached CLIP layers the adapter reads (from its batch keys)."""
@@ -46,6 +48,6 @@ class AdapterConfig(Section):
         """The adapter's training phases, in order ('' = one phase for the whole model)."""
         return ("",)
 
+    @abstractmethod
     def published_training(self, phase: str = "") -> dict:
         """The authors' training settings for ``phase`` (keys of the train section), for train.preset: published."""
-        raise NotImplementedError
