@@ -24,17 +24,10 @@ import torch
 
 from depthcore.download import RemoteFile, fetch, sha256_of
 from depthcore.io import atomic_path
-from depthcore.models.weights import (
-    MANIFEST,
-    WeightsError,
-    copy_local_weights,
-    finish_weights_dir,
-    read_manifest,
-)
+from depthcore.models.weights import MANIFEST, WeightsError, read_manifest, write_weights_dir
 
 LOCAL_DIR = Path("weights/clip")  # user-provided CLIP weights live here (a DVC dependency of fetch_clip)
 PRETRAINED_OPENAI = "openai"
-PRETRAINED_NONE = "none"
 # Keys in OpenAI's TorchScript state dicts that are metadata, not parameters.
 OPENAI_METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
 
@@ -69,16 +62,14 @@ def fetch_clip_weights(clip, out_dir: Path | str, *, local_dir: Path = LOCAL_DIR
     the manifest path. Other files in ``out_dir`` are removed. DownloadError (with the offline command)
     when OpenAI's weights cannot be downloaded."""
     check_model_name(clip.model)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {"model": clip.model, "pretrained": clip.pretrained, "file": None, "sha256": None}
-    if clip.pretrained == PRETRAINED_NONE:
-        manifest["init_seed"] = clip.init_seed
-    elif clip.pretrained == PRETRAINED_OPENAI:
-        manifest |= _fetch_openai(clip.model, out_dir, progress)
-    else:
-        manifest |= copy_local_weights(clip.pretrained, local_dir, out_dir, param="clip.pretrained")
-    return finish_weights_dir(out_dir, manifest)
+    return write_weights_dir(
+        clip,
+        out_dir,
+        remote_tag=PRETRAINED_OPENAI,
+        fetch_remote=lambda folder: _fetch_openai(clip.model, folder, progress),
+        local_dir=local_dir,
+        param="clip.pretrained",
+    )
 
 
 def _fetch_openai(model: str, out_dir: Path, progress: bool) -> dict[str, Any]:

@@ -11,14 +11,13 @@ the ``segment_anything`` package; image encoders always work on 1024 x 1024 inpu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import Sam
 
 from depthcore.download import RemoteFile, fetch
-from depthcore.models.weights import WeightsError, copy_local_weights, finish_weights_dir, read_manifest, weights_file
+from depthcore.models.weights import WeightsError, read_manifest, weights_file, write_weights_dir
 
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 # Sizes and SHA-256 of the official releases (the hashes are the ones published alongside the
@@ -44,7 +43,6 @@ SAM_CHECKPOINTS: dict[str, RemoteFile] = {
     ),
 }
 PRETRAINED_OFFICIAL = "official"
-PRETRAINED_NONE = "none"
 LOCAL_DIR = Path("weights/sam")  # user-provided SAM checkpoints live here (a DVC dependency of fetch_sam)
 
 
@@ -55,17 +53,15 @@ class SamWeightsError(WeightsError):
 def fetch_sam_weights(sam, out_dir: Path | str, *, local_dir: Path = LOCAL_DIR, progress: bool = True) -> Path:
     """Make ``out_dir`` hold the weights ``sam`` (the sam section) asks for and their manifest; returns the
     manifest path. 'official' downloads (resuming, verifying size and SHA-256); other files are removed."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {"model": sam.model, "pretrained": sam.pretrained, "file": None, "sha256": None}
-    if sam.pretrained == PRETRAINED_NONE:
-        manifest["init_seed"] = sam.init_seed
-    elif sam.pretrained == PRETRAINED_OFFICIAL:
-        remote = SAM_CHECKPOINTS[sam.model]
-        manifest |= {"file": fetch(remote, out_dir, progress=progress).name, "sha256": remote.sha256}
-    else:
-        manifest |= copy_local_weights(sam.pretrained, local_dir, out_dir, param="sam.pretrained")
-    return finish_weights_dir(out_dir, manifest)
+    remote = SAM_CHECKPOINTS[sam.model]
+    return write_weights_dir(
+        sam,
+        out_dir,
+        remote_tag=PRETRAINED_OFFICIAL,
+        fetch_remote=lambda folder: {"file": fetch(remote, folder, progress=progress).name, "sha256": remote.sha256},
+        local_dir=local_dir,
+        param="sam.pretrained",
+    )
 
 
 def load_sam(weights_dir: Path | str) -> Sam:

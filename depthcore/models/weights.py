@@ -7,6 +7,7 @@ A ``fetch_clip`` / ``fetch_sam`` output folder holds exactly the weights in use 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,36 @@ from depthcore.errors import DepthcoreError
 from depthcore.io import atomic_path, read_json, write_json_atomic
 
 MANIFEST = "weights.json"
+PRETRAINED_NONE = "none"  # the ``pretrained`` tag of seeded random weights (no file)
 
 
 class WeightsError(DepthcoreError, ValueError):
     """Weights are missing, outside the tracked folder, or do not fit the model."""
+
+
+def write_weights_dir(
+    section,
+    out_dir: Path | str,
+    *,
+    remote_tag: str,
+    fetch_remote: Callable[[Path], dict[str, Any]],
+    local_dir: Path,
+    param: str,
+) -> Path:
+    """Make ``out_dir`` hold the weights a clip/sam params ``section`` (``model``, ``pretrained``,
+    ``init_seed``) asks for, and their manifest; returns the manifest path. ``pretrained`` is 'none'
+    (seeded random init, no file), ``remote_tag`` (``fetch_remote(out_dir)`` downloads the release and
+    returns its ``file`` / ``sha256`` entries) or a file under ``local_dir``. Other files are removed."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {"model": section.model, "pretrained": section.pretrained, "file": None, "sha256": None}
+    if section.pretrained == PRETRAINED_NONE:
+        manifest["init_seed"] = section.init_seed
+    elif section.pretrained == remote_tag:
+        manifest |= fetch_remote(out_dir)
+    else:
+        manifest |= copy_local_weights(section.pretrained, local_dir, out_dir, param=param)
+    return finish_weights_dir(out_dir, manifest)
 
 
 def copy_local_weights(pretrained: str, local_dir: Path, out_dir: Path, *, param: str) -> dict[str, Any]:
