@@ -28,17 +28,16 @@ from depthcore.predict import predict_to_store
 from depthcore.train import seed_everything, train
 
 
-def adapter_context(params: Params, paths: Paths) -> AdapterContext:
-    """What the chosen adapter is built from: the cached layers' shapes, and the head and the CLIP stem
-    weights where it needs them."""
+def adapter_context(params: Params, paths: Paths, features: dict[str, Any]) -> AdapterContext:
+    """What the chosen adapter is built from: the cached layers' shapes (``features``: the CLIP feature
+    store's attrs, empty when the adapter reads no cached layer), and the head and the CLIP stem weights
+    where it needs them."""
     cfg = params.adapter_config
     extras = {
         "head": load_head(paths.clip_head) if cfg.needs_head() else None,
         "shallow": load_shallow(paths.clip_shallow) if cfg.needs_shallow() else None,
     }
-    if cfg.cached_layers():
-        return AdapterContext.from_features(Store(paths.clip_features).attrs, **extras)
-    return AdapterContext(**extras)
+    return AdapterContext.from_features(features, **extras) if features else AdapterContext(**extras)
 
 
 @dataclass
@@ -46,6 +45,7 @@ class Training:
     """Everything :func:`depthcore.train.train` needs for one run."""
 
     model: DepthAdapter
+    context: AdapterContext
     loss_fn: Any
     train_set: TrainingDataset
     val_set: TrainingDataset
@@ -56,7 +56,8 @@ class Training:
 def build_training(params: Params, paths: Paths) -> Training:
     """The model (seeded by ``params.seed``), loss and datasets of the run ``params`` describes."""
     cfg = params.adapter_config
-    context = adapter_context(params, paths)
+    features = Store(paths.clip_features).attrs if cfg.cached_layers() else {}
+    context = adapter_context(params, paths, features)
     seed_everything(params.seed)
     model = build_adapter(params.adapter, cfg=cfg, context=context)
     smoothness = max(training_settings(params, phase).smoothness for phase in cfg.phases())
@@ -73,7 +74,6 @@ def build_training(params: Params, paths: Paths) -> Training:
     )
     val_keys = model.batch_keys() + (loss_fn.fields if params.loss == "ssl" else ())
     val_set = TrainingDataset(stores=stores, indices=split_indices(codes, "val"), keys=val_keys, with_flipped=True)
-    features = Store(paths.clip_features).attrs if cfg.cached_layers() else {}
     meta = {
         "adapter": params.adapter,
         "adapter_config": cfg.to_dict(),
@@ -81,7 +81,7 @@ def build_training(params: Params, paths: Paths) -> Training:
         "context": context.describe(),
         "features": feature_identity(features, cfg.cached_layers()),
     }
-    return Training(model, loss_fn, train_set, val_set, dataset, meta)
+    return Training(model, context, loss_fn, train_set, val_set, dataset, meta)
 
 
 def train_model(params: Params, paths: Paths, *, resume_key: str | None, progress: bool = True, **kwargs) -> dict:
@@ -111,14 +111,14 @@ def train_model(params: Params, paths: Paths, *, resume_key: str | None, progres
         **kwargs,
     )
     earlier: list[dict[str, Any]] = []
+    first = paths.model.with_name(paths.model.stem + ".coarse.safetensors")  # the finished coarse phase
     for phase in cfg.phases():
         settings = training_settings(params, phase)
         key = None if resume_key is None else f"{resume_key}:{phase}"
         if phase == "coarse":
-            first = paths.model.with_name(paths.model.stem + ".coarse.safetensors")
             seed_everything(params.seed)  # the coarse net starts as in a coarse-only run
             coarse_cfg = cfg.model_copy(update={"mode": "coarse"})
-            model = build_adapter(params.adapter, cfg=coarse_cfg, context=adapter_context(params, paths))
+            model = build_adapter(params.adapter, cfg=coarse_cfg, context=run.context)
             if not _finished(first, key):
                 train(
                     model=model,
@@ -148,7 +148,7 @@ def train_model(params: Params, paths: Paths, *, resume_key: str | None, progres
             earlier=earlier,
             **common,
         )
-    paths.model.with_name(paths.model.stem + ".coarse.safetensors").unlink(missing_ok=True)
+    first.unlink(missing_ok=True)
     metrics = {k: v for k, v in summary.items() if k != "history"}
     write_json_atomic(paths.train_metrics, metrics)
     return metrics

@@ -282,10 +282,13 @@ def _load_state(state: Path, resume_key: str | None) -> dict[str, Any] | None:
         return None
     try:
         saved = torch.load(state, map_location="cpu", weights_only=True)
-    except Exception:
-        saved = {}
-    if resume_key is not None and saved.get("resume_key") == resume_key:
+    except Exception:  # a truncated or foreign file: start afresh, like a changed one
+        saved = None
+    if resume_key is not None and saved is not None and saved.get("resume_key") == resume_key:
         return saved
-    reason = "no input identity to check it against" if resume_key is None else "its inputs changed"
+    if saved is None:
+        reason = "it cannot be read"
+    else:
+        reason = "no input identity to check it against" if resume_key is None else "its inputs changed"
     print(f"{state}: starting afresh ({reason})")
     return None
