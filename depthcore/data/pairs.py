@@ -103,6 +103,11 @@ def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return u, v
 
 
+def _unproject(u: np.ndarray, v: np.ndarray, z: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Camera-frame points ... x 3 (metres) of pixels (u, v) at z-depth ``z`` (metres) through 3 x 3 ``k``."""
+    return np.stack([(u - k[0, 2]) / k[0, 0] * z, (v - k[1, 2]) / k[1, 1] * z, z], axis=-1)
+
+
 def _inside(u: np.ndarray, v: np.ndarray, height: int, width: int) -> np.ndarray:
     """Whether (u, v) lies within the pixel-centre hull [0, W-1] x [0, H-1] (bilinear needs no padding)."""
     inside_u = (u >= -BORDER_TOL_PX) & (u <= width - 1 + BORDER_TOL_PX)
@@ -278,7 +283,7 @@ def _splat_depth(depth: np.ndarray, k: np.ndarray, pose: np.ndarray) -> np.ndarr
     v = (rows[None, :] + dv.reshape(-1, 1)).ravel()
     z = np.tile(z, du.size)
     fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
-    points = np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], axis=-1) @ pose[:3, :3].T + pose[:3, 3]
+    points = _unproject(u, v, z, k) @ pose[:3, :3].T + pose[:3, 3]
     z_s = points[:, 2]
     front = z_s > MIN_DEPTH_M
     points, z_s = points[front], z_s[front]
@@ -312,8 +317,7 @@ def render_source_view(rgb: np.ndarray, depth: np.ndarray, intrinsics, pose: np.
     u, v = _pixel_grid(height, width)
     landed = np.isfinite(z_source)
     z = np.where(landed, z_source, 1.0)
-    points = np.stack([(u - k[0, 2]) / k[0, 0] * z, (v - k[1, 2]) / k[1, 1] * z, z], axis=-1)
-    back = (points - pose[:3, 3]) @ pose[:3, :3]  # source frame -> target frame: R^T (X - t)
+    back = (_unproject(u, v, z, k) - pose[:3, 3]) @ pose[:3, :3]  # source frame -> target frame: R^T (X - t)
     z_t = np.maximum(back[..., 2], MIN_DEPTH_M)
     u_t = k[0, 0] * back[..., 0] / z_t + k[0, 2]
     v_t = k[1, 1] * back[..., 1] / z_t + k[1, 2]
@@ -359,7 +363,7 @@ def check_pose(pose: np.ndarray, index: int) -> None:
     """PairsError unless ``pose`` (4 x 4) is a finite rigid motion within the bounds above."""
     if not np.isfinite(pose).all():
         raise PairsError(f"the second view of image {index} has a non-finite pose: {pose.tolist()}")
-    angle = np.degrees(np.arccos(np.clip((np.trace(pose[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+    angle = np.degrees(rotation_angle(np.eye(3), pose[:3, :3]))
     shift = float(np.linalg.norm(pose[:3, 3]))
     orthonormal = np.allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-4)
     if not orthonormal or angle > MAX_POSE_ROTATION_DEG or shift > MAX_POSE_TRANSLATION_M:
