@@ -31,12 +31,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from depthcore.errors import DepthcoreError
+from depthcore.io import atomic_path, read_json, write_json_atomic
 from depthcore.metrics import METRIC_NAMES
 from depthcore.params import ConfigError, Params, validate_params, with_overrides
 from depthcore.paths import Paths
 
 ROWS_FILE = Path("paper/rows.yaml")
 DVC_FILE = Path("paper/dvc.yaml")
+RUN_METRICS_DIR = Path("metrics/paper")  # one evaluate metrics file per (row, seed) below it
 PUBLISHED_METRICS = ("d1", "d2", "d3", "abs_rel", "rmse")
 PUBLISHED_LOG_METRIC = {"log10": "log10", "paper_rmse_log": "rmse_log"}  # published key -> our metric
 # Params a row may not set: the grid reuses the main pipeline's dataset, weights and features as they are.
@@ -188,6 +190,11 @@ def variant_paths(paths: Paths, params: Params, base: Params) -> Paths:
     return replace(paths, **moved)
 
 
+def seed_metrics_path(row_id: str, seed: int | str) -> Path:
+    """The evaluate metrics of run (row, seed): ``metrics/paper/<row>/seed<k>.json``."""
+    return RUN_METRICS_DIR / row_id / f"seed{seed}.json"
+
+
 def run_paths(row_id: str, seed: int, params: Params, base: Params) -> Paths:
     """Where run (row, seed) reads and writes: its variants' artifacts and its own model and results."""
     run = Path("data/paper") / row_id / f"seed{seed}"
@@ -196,7 +203,7 @@ def run_paths(row_id: str, seed: int, params: Params, base: Params) -> Paths:
         "train_metrics": run / "train.json",
         "train_curves": run / "train_curves.csv",
         "predictions": run / "predictions.zarr",
-        "eval_metrics": Path("metrics/paper") / row_id / f"seed{seed}.json",
+        "eval_metrics": seed_metrics_path(row_id, seed),
         "eval_per_image": run / "per_image.csv",
         "eval_figure": run / "eval.png",
     }
@@ -207,7 +214,7 @@ def metrics_files(row_id: str, row: Row, seeds: list[int], params: Params, base:
     """The evaluate metrics files a row's numbers come from (zero-shot rows: one, not per seed)."""
     if row.kind == "zeroshot":
         return [variant_paths(Paths(), params, base).zeroshot_metrics]
-    return [Path("metrics/paper") / row_id / f"seed{seed}.json" for seed in seeds]
+    return [seed_metrics_path(row_id, seed) for seed in seeds]
 
 
 # -------------------------------------------------------------------------------------- aggregation
@@ -297,8 +304,6 @@ def save_figure(path: Path | str, rows: dict[str, Row], summary: dict[str, Any])
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from depthcore.io import atomic_path
-
     ids = [row_id for row_id, entry in summary.items() if entry.get("mean") is not None]
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.35 * len(ids) + 1.5), sharey=True, squeeze=False)
     y = np.arange(len(ids))
@@ -335,7 +340,7 @@ LOWER_BOUND = "t1_lower_bound"
 
 def lower_bound_path(seed: int | str) -> Path:
     """The evaluate metrics of the lower bound's run with ``seed``."""
-    return Path("metrics/paper") / LOWER_BOUND / f"seed{seed}.json"
+    return seed_metrics_path(LOWER_BOUND, seed)
 
 
 def write_report(
@@ -348,8 +353,6 @@ def write_report(
 ) -> dict[str, Any]:
     """The report stage: read every run's metrics of the chosen rows (``raw``: params.yaml), write
     ``metrics/paper.json``, ``reports/paper.md`` and the figure; returns the summary."""
-    from depthcore.io import atomic_path, read_json, write_json_atomic
-
     rows = load_rows(rows_file)
     seeds = list((raw.get("paper") or {}).get("seeds") or [0])
     chosen = select_rows(rows, (raw.get("paper") or {}).get("rows"))

@@ -25,6 +25,7 @@ from depthcore.inputs import needed_inputs  # noqa: E402
 from depthcore.paper import (  # noqa: E402
     DVC_FILE,
     ROWS_FILE,
+    RUN_METRICS_DIR,
     Row,
     load_rows,
     lower_bound_path,
@@ -140,7 +141,7 @@ def grid_dvc_yaml(raw: dict[str, Any], rows: dict[str, Row], main_stages: dict[s
     stages["report"] = {
         "cmd": f"python {STAGE_RUNNER} paper_report",
         "wdir": "..",
-        "deps": code("paper_report") + [str(ROWS_FILE), "metrics/paper", *sorted(set(reports))],
+        "deps": code("paper_report") + [str(ROWS_FILE), str(RUN_METRICS_DIR), *sorted(set(reports))],
         "params": ["paper.rows", "paper.seeds"],
         "outs": uncached([Paths().paper_metrics, Paths().paper_report, Paths().paper_figure]),
     }
