@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO / "stages"))
 from common import PARAMS_FILE, Stage, run  # noqa: E402
 
 from depthcore import paper  # noqa: E402
-from depthcore.params import load_params, validate_params  # noqa: E402
+from depthcore.params import load_params  # noqa: E402
 from depthcore.paths import Paths  # noqa: E402
 
 
@@ -29,12 +29,10 @@ def grid_stage(row_id: str | None, seed: int | None) -> Stage:
     rows = paper.load_rows()
     if row_id not in rows:
         raise paper.PaperError(f"unknown row {row_id!r}; valid rows are {list(rows)}")
-    raw = params.model_dump(mode="json")
-    run_params = paper.row_params(raw, row_id, rows[row_id], seed=seed or 0)
-    base = validate_params(raw)
+    run_params = paper.row_params(params.model_dump(mode="json"), row_id, rows[row_id], seed=seed or 0)
     if seed is None:
-        return Stage(params=run_params, paths=paper.variant_paths(Paths(), run_params, base))
-    return Stage(params=run_params, paths=paper.run_paths(row_id, seed, run_params, base))
+        return Stage(params=run_params, paths=paper.variant_paths(Paths(), run_params, params))
+    return Stage(params=run_params, paths=paper.run_paths(row_id, seed, run_params, params))
 
 
 def main() -> None:
