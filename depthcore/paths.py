@@ -47,3 +47,8 @@ class Paths:
     def resume_state(self) -> Path:
         """Training state of an interrupted run (next to the model; not a DVC output)."""
         return self.model.with_name(self.model.stem + ".resume.pt")
+
+    @property
+    def coarse_model(self) -> Path:
+        """The finished first (coarse) phase of a two-stage training (next to the model; removed at the end)."""
+        return self.model.with_name(self.model.stem + ".coarse.safetensors")

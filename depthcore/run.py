@@ -111,7 +111,6 @@ def train_model(params: Params, paths: Paths, *, resume_key: str | None, progres
         **kwargs,
     )
     earlier: list[dict[str, Any]] = []
-    first = paths.model.with_name(paths.model.stem + ".coarse.safetensors")  # the finished coarse phase
     for phase in cfg.phases():
         settings = training_settings(params, phase)
         key = None if resume_key is None else f"{resume_key}:{phase}"
@@ -119,19 +118,19 @@ def train_model(params: Params, paths: Paths, *, resume_key: str | None, progres
             seed_everything(params.seed)  # the coarse net starts as in a coarse-only run
             coarse_cfg = cfg.model_copy(update={"mode": "coarse"})
             model = build_adapter(params.adapter, cfg=coarse_cfg, context=run.context)
-            if not _finished(first, key):
+            if not _finished(paths.coarse_model, key):
                 train(
                     model=model,
                     cfg=settings,
                     meta=run.meta | {"resume_key": key},
-                    checkpoint=first,
+                    checkpoint=paths.coarse_model,
                     state=paths.resume_state,
                     resume_key=key,
                     phase=phase,
                     earlier=earlier,
                     **common,
                 )
-            meta, state = load_checkpoint(first)
+            meta, state = load_checkpoint(paths.coarse_model)
             model.load_state_dict(state)
             run.model.coarse.load_state_dict(model.coarse.state_dict())
             run.model.freeze_coarse()
@@ -148,7 +147,7 @@ def train_model(params: Params, paths: Paths, *, resume_key: str | None, progres
             earlier=earlier,
             **common,
         )
-    first.unlink(missing_ok=True)
+    paths.coarse_model.unlink(missing_ok=True)
     metrics = {k: v for k, v in summary.items() if k != "history"}
     write_json_atomic(paths.train_metrics, metrics)
     return metrics
