@@ -18,7 +18,7 @@ weights and normalisation as the cache) with ``shallow: compute``, or read from 
 - ``published``: depth = alpha * Z + 2 (sigmoid(delta) - 1/2), alpha fixed, the residual bounded to +-1 m; Z is
   the authors' initial map, recomputed per pass from layer4 with the adapters' cosine head at
   ``temperature`` 0.001, clamped to [0, 10] m, upsampled bilinearly; alpha = 0: depth = delta. The output is
-  clamped to [0, MAX_DEPTH] m (the authors' loop does so);
+  clamped to [0, PUBLISHED_MAX_DEPTH] m (the authors' loop does so);
 - ``learned``: depth = w * zero-shot + delta with w learned from ``alpha`` (the cached DepthCLIP zero-shot
   depth, unbounded residual); alpha = 0: depth = softplus(delta) (starting near INIT_DEPTH).
 
@@ -41,14 +41,13 @@ from torch import nn
 
 from depthcore.geometry import CLIP_LAYER_STRIDES, CLIP_LAYERS, normalise_imagenet
 from depthcore.models.adapters.base import INIT_DEPTH, AdapterContext, DepthAdapter, check_divisible, clip_key
-from depthcore.models.adapters.msa_published import PublishedMSA, bounded_residual, initial_depth
+from depthcore.models.adapters.msa_published import PUBLISHED_MAX_DEPTH, PublishedMSA, bounded_residual, initial_depth
 from depthcore.models.adapters.registry import register
 from depthcore.models.clip_shallow import build_clip_shallow
 from depthcore.section import AdapterConfig
 
 Layer = Literal["stem", "layer1", "layer2", "layer3", "layer4"]
 SHALLOW_LAYERS = ("stem", "layer1")
-MAX_DEPTH = 10.0  # metres: the published output clamp
 # Published training (configs/nyu/depth_convadapter/RN50.yml): SGD, x0.1 after epochs 30 and 60, L1, no smoothness.
 PUBLISHED_TRAINING = {
     "optimizer": "sgd",
@@ -258,7 +257,7 @@ class MultiScaleAdapter(DepthAdapter):
                 feats["layer4"], self.text, self.bins, size=rgb.shape[-2:], temperature=cfg.temperature
             )
             delta = cfg.alpha * start + bounded_residual(delta)
-        return delta.clamp(0.0, MAX_DEPTH)
+        return delta.clamp(0.0, PUBLISHED_MAX_DEPTH)
 
 
 @register("msa", config=MsaConfig)

@@ -30,7 +30,7 @@ PUBLISHED_SKIP_CHANNELS = (64, 256, 512, 1024, 2048)
 PUBLISHED_DECODER_CHANNELS = (2048, 1024, 512, 256, 128, 64)
 IMAGE_CHANNELS = 3
 SEGMENT_CHANNELS = 3
-INITIAL_MAX_DEPTH = 10.0  # metres: the clamp of the initial zero-shot map (data.max_depth)
+PUBLISHED_MAX_DEPTH = 10.0  # metres: the authors' data.max_depth, clamping their initial map and their output
 RESIDUAL_SCALE = 2.0  # 2 * (sigmoid - 1/2) lies in (-1, 1) m
 UP_KERNEL = UP_STRIDE = 2
 
@@ -73,7 +73,7 @@ def initial_depth(
     clamped to [0, 10] m, upsampled bilinearly (align_corners=True) to ``size`` (the crop). B x 1 x H x W metres.
     """
     depth = cosine_depth(layer4, text, bins, temperature=temperature)
-    return F.interpolate(depth.clamp(0.0, INITIAL_MAX_DEPTH), size=tuple(size), mode="bilinear", align_corners=True)
+    return F.interpolate(depth.clamp(0.0, PUBLISHED_MAX_DEPTH), size=tuple(size), mode="bilinear", align_corners=True)
 
 
 class PublishedMSA(nn.Module):
