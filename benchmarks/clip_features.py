@@ -31,14 +31,16 @@ import numcodecs
 import numpy as np
 import torch
 
+from depthcore.config.params import load_params
 from depthcore.data.prepare import fetch_data, prepare_dataset
 from depthcore.data.store import Store
-from depthcore.features import extract_clip_features, preprocess
-from depthcore.geometry import CLIP_LAYERS
-from depthcore.models.clip_backbone import build_clip_backbone, load_clip_backbone
-from depthcore.models.depthclip import build_depthclip_head, zeroshot_depth
-from depthcore.models.weights import read_manifest
-from depthcore.params import load_params
+from depthcore.features.clip import extract_clip_features, preprocess
+from depthcore.features.head import build_depthclip_head
+from depthcore.geometry.frame import CLIP_LAYERS
+from depthcore.models.backbones.clip import build_clip_backbone
+from depthcore.models.heads.depthclip import zeroshot_depth
+from depthcore.weights.clip import load_clip_backbone
+from depthcore.weights.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from depthcore.config.params import load_params
 from depthcore.data.pairs import write_pairs
 from depthcore.data.prepare import fetch_data, prepare_dataset
-from depthcore.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "pairs.json"
@@ -34,9 +34,9 @@ def main() -> None:
         fetch_data(params.data, tmp / "raw", key=None, progress=False)
         dataset = prepare_dataset("synthetic", tmp / "raw", tmp / "dataset.zarr", key=None, progress=False)
         for method in ("dataset", "homography", "reproject"):
-            ssl = load_params(REPO / "params.yaml", base | {"ssl.pairs": method}).ssl
+            cfg = load_params(REPO / "params.yaml", base | {"pairs.method": method}).pairs
             start = time.perf_counter()
-            write_pairs(ssl, dataset, tmp / f"pairs-{method}.zarr", key=None, progress=False)
+            write_pairs(cfg, dataset, tmp / f"pairs-{method}.zarr", key=None, progress=False)
             seconds = time.perf_counter() - start
             results["methods"][method] = {"seconds": seconds, "images_per_s": n / seconds}
             print(f"{method:>10}: {n / seconds:6.2f} images/s (NYUv2's 1449 images: {1449 * seconds / n:6.0f} s)")

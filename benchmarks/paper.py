@@ -28,40 +28,42 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from train import seconds_per_call  # benchmarks/train.py: this script's folder is on sys.path
 
+from depthcore.config.offline import OFFLINE as OFFLINE_SWITCHES
+from depthcore.config.params import load_params
+from depthcore.config.paths import Paths
 from depthcore.device import default_device
-from depthcore.inputs import training_settings
-from depthcore.paper import load_rows, row_params
-from depthcore.params import load_params
-from depthcore.paths import Paths
-from depthcore.pipeline import build_inputs
-from depthcore.predict import to_device, upsample_to
-from depthcore.run import build_training
+from depthcore.models.predict import to_device, upsample_to
+from depthcore.paper.rows import load_rows, row_params
+from depthcore.pipeline.build import build_inputs
+from depthcore.training.run import build_phase_model, build_run
+from depthcore.training.settings import training_settings
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "paper.json"
 NYU_TRAIN, NYU_TEST = 795, 654
-OFFLINE = {
-    "data.source": "synthetic",
+OFFLINE = OFFLINE_SWITCHES | {
     "data.synthetic.views_per_room": 1,
-    "clip.pretrained": "none",
-    "sam.pretrained": "none",
     "segments.method": "gt",  # the rows' segments come from SAM on NYUv2; here any map of the same shape
-    "ssl.pairs": "dataset",
 }
 
 
 def row_type(params) -> str:
     """What decides a row's cost: the adapter, its settings and whether the loss warps a second view."""
     return json.dumps(
-        {"adapter": params.adapter, "settings": params.adapter_config.to_dict(), "ssl": params.loss == "ssl"},
+        {
+            "adapter": params.adapter,
+            "settings": params.adapter_config.to_dict(),
+            "second_view": params.loss_config.needs_pairs,
+        },
         sort_keys=True,
     )
 
 
 def time_step(params, paths: Paths, *, steps: int, device: torch.device) -> tuple[float, float]:
     """(seconds per training image, FLOPs per training image) of the run ``params`` describes."""
-    run = build_training(params, paths)
-    model, loss_fn = run.model.to(device), run.loss_fn
+    run = build_run(params, paths)
+    model = build_phase_model(params, run, 0, params.adapter_config.phases()[-1]).to(device)  # the whole model
+    loss_fn = run.loss
     batch = to_device(next(iter(torch.utils.data.DataLoader(run.train_set, batch_size=1))), device)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6)
 
@@ -85,7 +87,6 @@ def main() -> None:
 
     base = load_params(REPO / "params.yaml")
     offline = load_params(REPO / "params.yaml", OFFLINE | {"data.synthetic.images": args.images})
-    raw = offline.model_dump(mode="json")  # the rows' settings over the offline data
     rows = load_rows(REPO / "paper/rows.yaml")
     seeds = len(base.paper.seeds)
     train_images = round(NYU_TRAIN * (1 - base.data.val_fraction))
@@ -93,8 +94,8 @@ def main() -> None:
     types: dict[str, dict] = {}
     for row_id, row in rows.items():
         if row.runs and row.kind == "train":
-            params = row_params(raw, row_id, row)
-            epochs = sum(training_settings(params, phase).epochs for phase in params.adapter_config.phases())
+            params = row_params(offline, row_id, row)  # the row's settings over the offline data
+            epochs = sum(training_settings(params, phase.name).epochs for phase in params.adapter_config.phases())
             types.setdefault(row_type(params), {"rows": [], "params": params, "epochs": epochs})["rows"].append(row_id)
 
     results = {

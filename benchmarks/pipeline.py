@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.test_pipeline import OFFLINE, _run, dvc, make_clone, ran  # noqa: E402
+from tests.test_pipeline import OFFLINE_RUN, _run, dvc, make_clone, ran  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "pipeline.json"
 
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
-    overrides = {**OFFLINE, "data.synthetic.images": args.images, "train.epochs": args.epochs}
+    overrides = {**OFFLINE_RUN, "data.synthetic.images": args.images, "train.epochs": args.epochs}
     with tempfile.TemporaryDirectory() as tmp:
         clone = make_clone(Path(tmp), overrides)
         t0 = time.perf_counter()

@@ -24,7 +24,7 @@ _CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
 from depthcore.data.prepare import fetch_data, prepare_dataset
-from depthcore.params import load_params
+from depthcore.config.params import load_params
 data = load_params({params_file!r}, {overrides!r}).data
 t0 = time.perf_counter()
 if {step!r} == "fetch":

@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from depthcore.config.params import load_params
 from depthcore.data.prepare import fetch_data, prepare_dataset
 from depthcore.data.store import Store
 from depthcore.device import default_device
+from depthcore.features.segments import SamSegmenter, build_segmenter
 from depthcore.io import write_json_atomic
-from depthcore.models.sam import build_sam
-from depthcore.params import load_params
-from depthcore.segments import SamSegmenter, build_segmenter
+from depthcore.models.backbones.sam import build_sam
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def main() -> None:
         print(f"{method:>16}: {results[method]['seconds_per_image']:.4f} s/image")
 
     start = time.perf_counter()
-    model = build_sam(model=args.model).to(device)
+    model = build_sam(model=args.model, init_seed=0).to(device)
     build_s = time.perf_counter() - start
     for pps in args.points_per_side:
         segmenter = SamSegmenter(model, params(**{"sam.points_per_side": pps}).sam)

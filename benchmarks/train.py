@@ -3,7 +3,7 @@
 Builds a small offline pipeline (rendered rooms, random-weight CLIP RN50, zero-shot depth, felzenszwalb
 segments) in a temporary folder with depthcore.pipeline.build_inputs, then for each setting (params
 overrides over params.yaml, see SETTINGS) builds the run exactly as the train stage does
-(depthcore.run.build_training) and measures:
+(depthcore.training.run.build_run) and measures:
 
 - model: training images/s of forward + loss + backward + optimizer step on batches already in memory
   (after one warm-up step) on the available device (CUDA when present, else CPU);
@@ -29,22 +29,18 @@ from pathlib import Path
 
 import torch
 
+from depthcore.config.offline import OFFLINE as OFFLINE_SWITCHES
+from depthcore.config.params import load_params
+from depthcore.config.paths import Paths
 from depthcore.device import default_device
-from depthcore.params import load_params
-from depthcore.paths import Paths
-from depthcore.pipeline import build_inputs
-from depthcore.predict import to_device, upsample_to
-from depthcore.run import build_training
+from depthcore.models.predict import to_device, upsample_to
+from depthcore.pipeline.build import build_inputs
+from depthcore.training.run import build_phase_model, build_run
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "train.json"
-OFFLINE = {
-    "data.source": "synthetic",
+OFFLINE = OFFLINE_SWITCHES | {
     "data.synthetic.views_per_room": 2,
-    "clip.pretrained": "none",
-    "sam.pretrained": "none",
-    "segments.method": "felzenszwalb",
-    "ssl.pairs": "dataset",
     "clip.cache_layers": ["stem", "layer1", "layer2", "layer3", "layer4"],  # so that shallow: cache can run
 }
 NARROW = {"adapters.msa.widths": [64, 64, 32, 32, 16, 16]}
@@ -79,8 +75,9 @@ def seconds_per_call(fn, *, steps: int, device: torch.device) -> float:
 
 
 def measure(params, paths: Paths, *, steps: int, workers: int, device: torch.device) -> dict:
-    run = build_training(params, paths)
-    model, loss_fn = run.model.to(device), run.loss_fn
+    run = build_run(params, paths)
+    model = build_phase_model(params, run, 0, params.adapter_config.phases()[-1]).to(device)  # the whole model
+    loss_fn = run.loss
     loader = torch.utils.data.DataLoader(
         run.train_set, batch_size=params.train.batch_size, shuffle=True, num_workers=workers
     )

@@ -9,7 +9,6 @@ it. A file already at ``dest`` that verifies is never downloaded again.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -19,14 +18,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from depthcore.errors import DepthcoreError
+from depthcore.io import sha256_of
 
 CHUNK_BYTES = 1 << 20
 CONNECT_TIMEOUT_S = 15.0
 OFFLINE_HINT = (
-    "To run without network, use the synthetic data and random weights:\n"
-    "    make repro-offline\n"
-    "(equivalently: dvc exp run -S data.source=synthetic -S clip.pretrained=none -S sam.pretrained=none "
-    "-S sam.points_per_side=8)"
+    "To run without network, use the rendered rooms and random weights: make repro-offline "
+    "(its settings: python -m depthcore.config.offline)"
 )
 
 
@@ -42,15 +40,6 @@ class RemoteFile:
     filename: str
     size: int | None = None
     sha256: str | None = None
-
-
-def sha256_of(path: Path | str) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sidecar(dest: Path) -> Path:

@@ -1,16 +1,21 @@
-"""Atomic file writes (temporary name, then rename: never a half-written file) and JSON reading."""
+"""Atomic file writes (temporary name, then rename: never a half-written file), JSON reading, folder pruning
+and file hashes."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from depthcore.errors import DepthcoreError
+
+HASH_BLOCK_BYTES = 1 << 20
 
 
 @contextmanager
@@ -26,10 +31,15 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def write_text_atomic(path: Path | str, text: str) -> None:
+    """``text`` written to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def write_json_atomic(path: Path | str, data: Any) -> None:
     """``data`` as indented JSON with sorted keys (deterministic bytes)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path | str) -> Any:
@@ -49,3 +59,19 @@ def write_csv_atomic(path: Path | str, rows: list[dict[str, Any]], fieldnames: l
         writer = csv.DictWriter(fh, fieldnames=fieldnames, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def prune_dir(directory: Path | str, keep: set[str]) -> None:
+    """Remove every entry of ``directory`` whose name is not in ``keep`` (files and folders)."""
+    for entry in Path(directory).iterdir():
+        if entry.name not in keep:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def sha256_of(path: Path | str) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(HASH_BLOCK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -3,7 +3,7 @@ data/features/clip_shallow.safetensors (the CLIP stem and layer1 weights adapter
 
 from common import run
 
-from depthcore.features import cache_clip_features
+from depthcore.features.clip import cache_clip_features
 
 
 def main(stage):

@@ -2,7 +2,7 @@
 
 from common import run
 
-from depthcore.models.depthclip import write_head
+from depthcore.features.head import write_head
 
 
 def main(stage):

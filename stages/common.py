@@ -18,11 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PARAMS_FILE = "params.yaml"
 GPU_LOCKS = ".dvc/tmp/gpu-locks"  # under the main repository (DVC_ROOT), shared by the queue's workers
 _HELD: list = []  # the open lock file of this process's GPU
 
@@ -51,30 +49,10 @@ def take_one_gpu() -> None:
 
 take_one_gpu()
 
+from depthcore.config.params import Params, load_params  # noqa: E402
+from depthcore.config.paths import PARAMS_FILE, Paths  # noqa: E402
 from depthcore.errors import DepthcoreError  # noqa: E402
-from depthcore.params import Params, load_params  # noqa: E402
-from depthcore.paths import Paths  # noqa: E402
-
-
-def dependency_hashes(*, required: bool = False) -> dict[str, Any] | None:
-    """DVC's hashes of the running stage's dependencies (files, folders and params values), from the
-    stage DVC is running (``DVC_STAGE``; stages run from the repository root, which in DVC's experiment
-    queue is a temporary copy); None outside ``dvc repro`` / ``dvc exp run``. When DVC cannot tell: an
-    error if ``required``, else None (the hashes then only serve resuming, an optimisation)."""
-    name = os.environ.get("DVC_STAGE")
-    if not name:
-        return None
-    from dvc.repo import Repo
-
-    try:
-        stage = Repo(".").stage.collect(name)[0]
-        return {str(dep.def_path): dep.get_hash().value for dep in stage.deps}
-    except Exception as exc:
-        message = f"cannot read the input hashes of stage {name} from DVC ({type(exc).__name__}: {exc})"
-        if required:
-            raise DepthcoreError(message) from exc
-        print(message)
-        return None
+from depthcore.pipeline.dvc import dependency_hashes  # noqa: E402
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """DVC stage evaluate: the checkpoint on the test split with the shared protocol -> data/predictions/model.zarr,
-metrics/eval.json, metrics/eval_per_image.csv, plots/eval.png."""
+metrics/eval.json (with the constant train-mean depth beside it), metrics/eval_per_image.csv, plots/eval.png."""
 
 from common import run
 
-from depthcore.run import evaluate_checkpoint
+from depthcore.evaluation.evaluate import evaluate_checkpoint
 
 
 def main(stage):

@@ -2,11 +2,12 @@
 
 from common import run
 
-from depthcore.models.clip_weights import fetch_clip_weights
+from depthcore.weights.fetch_clip import fetch_clip_weights
 
 
 def main(stage):
-    print(f"ready: {fetch_clip_weights(stage.params.clip, stage.paths.clip_weights)}")
+    paths = stage.paths
+    print(f"ready: {fetch_clip_weights(stage.params.clip, paths.clip_weights, local_dir=paths.local_clip_weights)}")
 
 
 if __name__ == "__main__":

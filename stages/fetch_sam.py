@@ -2,11 +2,12 @@
 
 from common import run
 
-from depthcore.models.sam import fetch_sam_weights
+from depthcore.weights.fetch_sam import fetch_sam_weights
 
 
 def main(stage):
-    print(f"ready: {fetch_sam_weights(stage.params.sam, stage.paths.sam_weights)}")
+    paths = stage.paths
+    print(f"ready: {fetch_sam_weights(stage.params.sam, paths.sam_weights, local_dir=paths.local_sam_weights)}")
 
 
 if __name__ == "__main__":

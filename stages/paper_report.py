@@ -4,16 +4,13 @@ plots/paper.png."""
 
 from common import run
 
-from depthcore.paper import write_report
+from depthcore.paper.report import write_report
 
 
 def main(stage):
     paths = stage.paths
     write_report(
-        stage.params.model_dump(mode="json"),
-        out_json=paths.paper_metrics,
-        out_markdown=paths.paper_report,
-        out_figure=paths.paper_figure,
+        stage.params, out_json=paths.paper_metrics, out_markdown=paths.paper_report, out_figure=paths.paper_figure
     )
     print(f"wrote {paths.paper_metrics}, {paths.paper_report}, {paths.paper_figure}")
 

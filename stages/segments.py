@@ -1,12 +1,22 @@
-"""DVC stage segments: dataset.zarr (+ SAM weights) -> data/features/segments.zarr and metrics/segments.json."""
+"""DVC stage segments: dataset.zarr (+ SAM weights) -> data/features/segments.zarr."""
 
 from common import run
 
-from depthcore.segments import run_segments
+from depthcore.features.segments import write_segments
 
 
 def main(stage):
-    print(f"segments: {run_segments(stage.params, stage.paths, key=stage.key)['all']}")
+    p, paths = stage.params, stage.paths
+    out = write_segments(
+        p.segments,
+        p.sam,
+        paths.dataset,
+        paths.segments,
+        weights_dir=paths.sam_weights,
+        key=stage.key,
+        points_per_batch=p.runtime.sam_points_per_batch,
+    )
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

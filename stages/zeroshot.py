@@ -1,13 +1,13 @@
-"""DVC stage zeroshot: DepthCLIP depth from the cached layer4 features and the head artifact ->
-data/predictions/zeroshot.zarr, metrics/zeroshot.json (test split), plots/zeroshot.png."""
+"""DVC stage zeroshot: DepthCLIP zero-shot depth of every image from the cached layer4 ->
+data/predictions/zeroshot.zarr."""
 
 from common import run
 
-from depthcore.zeroshot import run_zeroshot
+from depthcore.features.zeroshot import run_zeroshot
 
 
 def main(stage):
-    run_zeroshot(stage.paths, stage.params.eval, key=stage.key)
+    print(f"wrote {run_zeroshot(stage.paths, key=stage.key, batch_size=stage.params.runtime.eval_batch_size)}")
 
 
 if __name__ == "__main__":

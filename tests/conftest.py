@@ -3,26 +3,26 @@ session with the library functions the stages call (synthetic rooms, random CLIP
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from depthcore.params import Params, validate_params, with_overrides
-from depthcore.paths import Paths
-from depthcore.pipeline import build_inputs
+from depthcore.config.offline import OFFLINE
+from depthcore.config.overrides import with_overrides
+from depthcore.config.params import Params, validate_params
+from depthcore.config.paths import Paths
+from depthcore.pipeline.build import build_inputs
 
 REPO = Path(__file__).resolve().parents[1]
-# 6 rendered images, 2 per room: 3 rooms, one each for test, val and train.
-OFFLINE = {
-    "data.source": "synthetic",
-    "data.synthetic.images": 6,
-    "data.synthetic.views_per_room": 2,
-    "clip.pretrained": "none",
-    "sam.pretrained": "none",
-    "segments.method": "felzenszwalb",
-    "ssl.pairs": "dataset",
-}
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one torch thread per worker: the workers already fill the cores
+    import torch
+
+    torch.set_num_threads(1)
+# The offline configuration with 6 rendered images, 2 per room: 3 rooms, one each for test, val and train.
+TINY_DATA = {"data.synthetic.images": 6, "data.synthetic.views_per_room": 2}
 
 
 def tiny_backbone(seed: int = 0, embed_dim: int = 128):
@@ -30,7 +30,7 @@ def tiny_backbone(seed: int = 0, embed_dim: int = 128):
     import open_clip
     import torch
 
-    from depthcore.models.clip_backbone import ClipBackbone
+    from depthcore.models.backbones.clip import ClipBackbone
 
     torch.manual_seed(seed)
     model = open_clip.model.CLIP(
@@ -48,8 +48,8 @@ def default_raw() -> dict:
 
 
 def make_params(overrides: dict | None = None, *, offline: bool = True) -> Params:
-    """Validated params: the repository's defaults, the offline settings, then ``overrides`` (dotted keys)."""
-    return validate_params(with_overrides(default_raw(), (OFFLINE if offline else {}) | (overrides or {})))
+    """Validated params: the repository's defaults, the offline settings (6 images), then ``overrides``."""
+    return validate_params(with_overrides(default_raw(), (OFFLINE | TINY_DATA if offline else {}) | (overrides or {})))
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,19 @@ gradients only where trainable, CLIP frozen, only the declared inputs read; the 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from conftest import make_params, tiny_backbone
 
 from depthcore.errors import DepthcoreError
-from depthcore.models.adapters import ADAPTERS, AdapterContext, build_adapter, clip_key
+from depthcore.models.adapters.base import AdapterContext, clip_key
 from depthcore.models.adapters.msa import segment_boundaries, segment_colors, segment_mean
-from depthcore.models.clip_shallow import shallow_state_dict
-from depthcore.models.depthclip import DepthCLIPHead
+from depthcore.models.adapters.registry import ADAPTERS, build_adapter
+from depthcore.models.backbones.clip_shallow import shallow_state_dict
+from depthcore.models.heads.depthclip import DepthCLIPHead
 
 H, W = 64, 96  # tiny crop, a multiple of 32
 STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
@@ -109,9 +113,23 @@ def test_clip_adapter_switches(context):
 
 
 def test_registry_unknown_name_lists_valid(context):
-    with pytest.raises(DepthcoreError, match="valid adapters are .*msa"):
+    with pytest.raises(DepthcoreError, match=r"params 'adapter': unknown adapter 'unet'; valid adapters are .*'msa'\]"):
         build_adapter("unet", cfg=settings("msa"), context=context)
-    assert list(ADAPTERS) == ["clip_adapter", "coarse_refine", "eigen", "msa"]
+    assert ADAPTERS.names() == ["clip_adapter", "coarse_refine", "eigen", "msa"]
+
+
+def test_building_one_plugin_imports_only_its_own_modules():
+    """A run of one adapter and one loss imports (so, in DVC, depends on) no other adapter's or loss's code."""
+    code = (
+        "import sys\n"
+        "from depthcore.losses.registry import LOSSES\n"
+        "from depthcore.models.adapters.registry import ADAPTERS\n"
+        "ADAPTERS.get('eigen'), LOSSES.get('l2')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('depthcore.models.adapters.', 'depthcore.losses.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = {name.rpartition(".")[2] for name in eval(out)}  # noqa: S307  (our own printed list)
+    assert loaded == {"base", "registry", "eigen", "coarse_refine", "l2"}  # eigen builds on coarse_refine
 
 
 def test_msa_segment_helpers_by_hand():

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import json
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import make_params
 
-from depthcore.download import OFFLINE_HINT, DownloadError, sha256_of
-from depthcore.geometry import CLIP_LAYERS
-from depthcore.models import clip_weights
-from depthcore.models.clip_backbone import build_clip_backbone, load_clip_backbone
-from depthcore.models.clip_weights import ClipError, fetch_clip_weights
-from depthcore.models.weights import WeightsError
+from depthcore.download import OFFLINE_HINT, DownloadError
+from depthcore.geometry.frame import CLIP_LAYERS
+from depthcore.io import sha256_of
+from depthcore.models.backbones.clip import ClipError, build_clip_backbone
+from depthcore.weights import fetch_clip as fetch_module
+from depthcore.weights.clip import load_clip_backbone, load_state_dict
+from depthcore.weights.fetch_clip import fetch_clip_weights
+from depthcore.weights.manifest import WeightsError
+
+LOCAL = Path("weights/clip")
 
 RN50_CHANNELS = {"stem": 64, "layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
 RN50_STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
@@ -132,7 +137,7 @@ def test_fetch_none_writes_a_manifest_and_removes_old_files(tmp_path):
     out = tmp_path / "w"
     out.mkdir()
     (out / "RN50-quickgelu-openai.safetensors").write_bytes(b"weights of an earlier setting")
-    manifest = fetch_clip_weights(clip(pretrained="none", init_seed=3), out)
+    manifest = fetch_clip_weights(clip(pretrained="none", init_seed=3), out, local_dir=LOCAL)
     assert sorted(p.name for p in out.iterdir()) == ["weights.json"]  # old files do not pile up
     assert json.loads(manifest.read_text()) == {
         "model": "RN50-quickgelu",
@@ -146,7 +151,7 @@ def test_fetch_none_writes_a_manifest_and_removes_old_files(tmp_path):
         build_clip_backbone(model="RN50-quickgelu", init_seed=3).clip.visual.conv1.weight,
     )
     with pytest.raises(WeightsError, match="missing.pt. is not a known tag"):
-        fetch_clip_weights(clip(pretrained="weights/clip/missing.pt"), out)
+        fetch_clip_weights(clip(pretrained="weights/clip/missing.pt"), out, local_dir=LOCAL)
     with pytest.raises(Exception, match="run `dvc repro fetch_clip`"):
         load_clip_backbone(tmp_path / "nothing")
 
@@ -157,7 +162,7 @@ def test_fetch_openai_offline_fails_fast(tmp_path, monkeypatch):
 
     monkeypatch.setattr("depthcore.download.urllib.request.urlopen", offline)
     with pytest.raises(DownloadError) as info:
-        fetch_clip_weights(clip(pretrained="openai"), tmp_path)
+        fetch_clip_weights(clip(pretrained="openai"), tmp_path, local_dir=LOCAL)
     assert "openaipublic" in str(info.value) and OFFLINE_HINT in str(info.value)
 
 
@@ -177,14 +182,14 @@ def test_fetch_openai_converts_archive_to_safetensors(tmp_path, monkeypatch):
         calls.append(remote)
         return archive
 
-    monkeypatch.setattr(clip_weights, "fetch", fake_fetch)
+    monkeypatch.setattr(fetch_module, "fetch", fake_fetch)
     cfg = clip(pretrained="openai")
-    manifest = json.loads(fetch_clip_weights(cfg, tmp_path).read_text())
+    manifest = json.loads(fetch_clip_weights(cfg, tmp_path, local_dir=LOCAL).read_text())
     out = tmp_path / "RN50-quickgelu-openai.safetensors"
     assert manifest["file"] == out.name and manifest["sha256"] == sha256_of(out) and not archive.exists()
     assert len(calls[0].sha256) == 64 and calls[0].sha256 in calls[0].url
-    state = clip_weights.load_state_dict(out)
+    state = load_state_dict(out)
     assert list(state) == ["w"] and torch.equal(state["w"], torch.arange(4.0))  # metadata entries dropped
     before = out.read_bytes()
-    fetch_clip_weights(cfg, tmp_path)
+    fetch_clip_weights(cfg, tmp_path, local_dir=LOCAL)
     assert len(calls) == 1 and out.read_bytes() == before  # verified and kept, never fetched again

@@ -10,9 +10,9 @@ import zarr
 from conftest import tiny_backbone
 
 from depthcore.data.store import Store, StoreError
-from depthcore.features import extract_clip_features, preprocess
-from depthcore.geometry import IMAGENET_MEAN, IMAGENET_STD
-from depthcore.models.clip_backbone import ClipBackbone
+from depthcore.features.clip import extract_clip_features, preprocess
+from depthcore.geometry.frame import IMAGENET_MEAN, IMAGENET_STD
+from depthcore.models.backbones.clip import ClipBackbone
 
 TINY_LAYERS = {"stem": (8, 2), "layer1": (32, 4), "layer2": (64, 8), "layer3": (128, 16), "layer4": (256, 32)}
 WEIGHTS = {"model": "RN50-quickgelu", "pretrained": "none", "init_seed": 0, "file": None, "sha256": None}

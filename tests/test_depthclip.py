@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import make_params
 
-from depthcore.models.depthclip import DepthCLIPHead, depth_prompts, load_head, save_head, zeroshot_depth
+from depthcore.artifacts import load_head, save_head
+from depthcore.models.heads.depthclip import DepthCLIPHead, depth_prompts, zeroshot_depth
 
 BINS = (1.0, 2.0, 3.0)
 

@@ -1,14 +1,20 @@
 """The evaluation protocol against hand-computed values."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from depthcore.geometry import EIGEN_CROP
-from depthcore.metrics import METRIC_NAMES, average, evaluate, image_metrics
+from depthcore.evaluation.metrics import METRIC_NAMES, average, evaluate, image_metrics
+from depthcore.geometry.frame import EIGEN_CROP
 
 TOP, BOTTOM, LEFT, RIGHT = EIGEN_CROP
+PROTOCOL = {"min_depth": 1e-3, "max_depth": 10.0, "median_scaling": False}  # params.yaml's eval section
+
+
+def metrics(gt, pred, **overrides):
+    return image_metrics(gt, pred, **(PROTOCOL | overrides))
 
 
 def _frame(value=0.0):
@@ -17,7 +23,7 @@ def _frame(value=0.0):
 
 def test_constant_ratio_image():
     gt, pred = _frame(2.0), _frame(2.2)
-    m = image_metrics(gt, pred)
+    m = metrics(gt, pred)
     assert m["d1"] == m["d2"] == m["d3"] == 1.0
     assert m["abs_rel"] == pytest.approx(0.1)
     assert m["sq_rel"] == pytest.approx(0.04 / 2.0)
@@ -37,7 +43,7 @@ def test_two_populations_and_masks():
     gt[TOP + 200, LEFT:RIGHT] = 0.0
     gt[TOP + 201, LEFT:RIGHT] = 12.0
     pred[TOP + 202, LEFT:RIGHT] = 0.0
-    m = image_metrics(gt, pred)
+    m = metrics(gt, pred)
     n_valid = (BOTTOM - TOP - 3) * (RIGHT - LEFT)
     f = 100 * (RIGHT - LEFT) / n_valid  # share of "4.0" pixels
     assert m["d1"] == pytest.approx(1 - f)
@@ -52,21 +58,21 @@ def test_two_populations_and_masks():
 
 def test_prediction_is_clamped_to_the_depth_range():
     gt, pred = _frame(5.0), _frame(50.0)
-    assert image_metrics(gt, pred)["abs_rel"] == pytest.approx(1.0)  # clamped to 10 m
+    assert metrics(gt, pred)["abs_rel"] == pytest.approx(1.0)  # clamped to 10 m
 
 
 def test_average_is_over_images_not_pixels():
     gt1, pred1 = _frame(2.0), _frame(2.2)  # abs_rel 0.1 on the full crop
     gt2, pred2 = _frame(0.0), _frame(3.0)
     gt2[TOP, LEFT] = 2.0  # a single valid pixel with abs_rel 0.5
-    metrics, rows = evaluate([gt1, gt2], [pred1, pred2])
-    assert metrics["abs_rel"] == pytest.approx((0.1 + 0.5) / 2)
-    assert metrics["n_images"] == 2 and len(rows) == 2
-    assert set(METRIC_NAMES) <= set(metrics)
+    mean, rows = evaluate([(gt1, pred1), (gt2, pred2)], cfg=SimpleNamespace(**PROTOCOL))
+    assert mean["abs_rel"] == pytest.approx((0.1 + 0.5) / 2)
+    assert mean["n_images"] == 2 and len(rows) == 2
+    assert set(METRIC_NAMES) <= set(mean)
 
 
 def test_image_without_valid_pixels_is_skipped_and_all_invalid_gives_nan():
-    assert image_metrics(_frame(0.0), _frame(1.0)) is None
+    assert metrics(_frame(0.0), _frame(1.0)) is None
     assert average([None, {k: 1.0 for k in METRIC_NAMES}])["n_images"] == 1
     empty = average([None])  # e.g. a model predicting 0 m everywhere: undefined, not an exception mid-training
     assert empty["n_images"] == 0 and all(math.isnan(empty[k]) for k in METRIC_NAMES)
@@ -74,5 +80,5 @@ def test_image_without_valid_pixels_is_skipped_and_all_invalid_gives_nan():
 
 def test_median_scaling_only_when_asked():
     gt, pred = _frame(2.0), _frame(4.0)
-    assert image_metrics(gt, pred)["abs_rel"] == pytest.approx(1.0)
-    assert image_metrics(gt, pred, median_scaling=True)["abs_rel"] == pytest.approx(0.0)
+    assert metrics(gt, pred)["abs_rel"] == pytest.approx(1.0)
+    assert metrics(gt, pred, median_scaling=True)["abs_rel"] == pytest.approx(0.0)

@@ -99,7 +99,7 @@ def test_prepare_writes_the_contract(raw, tmp_path):
 
 
 def nyuv2_intrinsics():
-    from depthcore.geometry import NYU_INTRINSICS
+    from depthcore.geometry.frame import NYU_INTRINSICS
 
     return NYU_INTRINSICS
 

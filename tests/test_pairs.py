@@ -9,19 +9,23 @@ import torch
 
 from depthcore.data.pairs import (
     Pair,
-    axis_angle_rotation,
     dataset_pair,
     decompose_homography,
     homography_pair,
-    intrinsics_matrix,
     random_rigid_motion,
     render_source_view,
     reproject_pair,
-    rotation_angle,
 )
 from depthcore.data.synthetic import intrinsics_for, render_sample
-from depthcore.data.training import mirror_intrinsics, mirror_pose
-from depthcore.photometric import inverse_warp, photometric_error
+from depthcore.geometry.camera import (
+    axis_angle_rotation,
+    intrinsics_matrix,
+    mirror_intrinsics,
+    mirror_pose,
+    rotation_angle,
+)
+from depthcore.geometry.warp import inverse_warp
+from depthcore.losses.ssl import photometric_error
 
 INTRINSICS = intrinsics_for(480, 640)
 K = intrinsics_matrix(INTRINSICS)
@@ -207,10 +211,9 @@ def test_training_samples_mirror_pairs_consistently(pipeline):
     """Through the training dataset: a mirrored sample (both images flipped, the pose mirrored, the principal
     point reflected) stays consistent: warping its source with the true depth reproduces its target as well
     as for the sample as stored."""
+    from depthcore.data.batch import store_paths
+    from depthcore.data.samples import TrainingDataset
     from depthcore.data.splits import read_split, split_indices
-    from depthcore.data.training import TrainingDataset, mirror_pose
-    from depthcore.inputs import store_paths
-    from depthcore.photometric import inverse_warp, photometric_error
 
     codes = read_split(pipeline.split, 6)
     keys = ("rgb", "depth", "pair_rgb", "pair_pose", "pair_valid", "intrinsics")
@@ -219,7 +222,15 @@ def test_training_samples_mirror_pairs_consistently(pipeline):
         data = TrainingDataset(
             stores=store_paths(pipeline), indices=split_indices(codes, "train"), keys=keys, flip=flip, seed=3
         )
-        sample = next(s for i, s in enumerate(data) if data.is_flipped(int(data.indices[i])) == (flip == "random"))
+        wanted = flip == "random"  # the first sample (over epochs) that is mirrored, or one as stored
+        epoch, item = next(
+            (e, i)
+            for e in range(20)
+            for i in range(len(data))
+            if data.set_epoch(e) or data.is_flipped(int(data.indices[i])) == wanted
+        )
+        data.set_epoch(epoch)
+        sample = data[item]
         batch = {k: v[None] for k, v in sample.items()}
         warped, valid = inverse_warp(
             batch["pair_rgb"], batch["depth"], batch["pair_pose"], batch["intrinsics"], batch["pair_valid"][:, None]
@@ -249,18 +260,18 @@ def test_pairs_stage_refuses_bad_second_views_before_any_work(tmp_path):
             store.array("pair_pose", (2, 4, 4), np.float32)[:] = np.broadcast_to(pose, (2, 4, 4))
         return store.commit({"intrinsics": list(intrinsics)})
 
-    ssl = make_params().ssl  # pairs: dataset
+    cfg = make_params().pairs  # method: dataset
     out = tmp_path / "pairs.zarr"
     with pytest.raises(PairsError, match="has no second views .*homography"):
-        write_pairs(ssl, dataset("single"), out, key=None)
+        write_pairs(cfg, dataset("single"), out, key=None)
     bad = np.eye(4)
     bad[0, 3] = np.nan
     with pytest.raises(PairsError, match="image 0 has a non-finite pose"):
-        write_pairs(ssl, dataset("nan", pose=bad), out, key=None)
+        write_pairs(cfg, dataset("nan", pose=bad), out, key=None)
     far = np.eye(4)
     far[2, 3] = 5.0
     with pytest.raises(PairsError, match="pose out of range .*translation 5.00 m"):
-        write_pairs(ssl, dataset("far", pose=far), out, key=None)
+        write_pairs(cfg, dataset("far", pose=far), out, key=None)
     with pytest.raises(PairsError, match="no usable intrinsics"):
-        write_pairs(ssl, dataset("k", pose=np.eye(4), intrinsics=(0.0, 0.0, 1.0, 1.0)), out, key=None)
+        write_pairs(cfg, dataset("k", pose=np.eye(4), intrinsics=(0.0, 0.0, 1.0, 1.0)), out, key=None)
     assert not out.exists()

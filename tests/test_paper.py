@@ -1,22 +1,20 @@
-"""The paper grid: rows defined once, checked before any training; aggregation by hand; the generated
-paper/dvc.yaml up to date and exact in its dependencies."""
+"""The paper grid: rows defined once, checked before any training; variants shared; a stale generated
+paper/dvc.yaml refused; aggregation by hand (the generated file's dependencies: tests/test_dvc_yaml.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO, default_raw
 
-from depthcore.deps import code_closure
-from depthcore.paper import VARIANT_PARAMS, PaperError, aggregate, load_rows, row_params, select_rows, write_report
-
-sys.path.insert(0, str(REPO / "paper"))
-import grid  # noqa: E402  (paper/grid.py, the generator)
+from depthcore.config.params import load_params, validate_params
+from depthcore.paper.grid import check_grid, grid_dvc_yaml, variant_ids
+from depthcore.paper.report import aggregate, write_report
+from depthcore.paper.rows import PaperError, load_rows, row_params, select_rows
 
 SHARED_TABLES = REPO.parent / "shared" / "paper_tables.yaml"
 RUNS = {"d1": [0.5, 0.6, 0.7], "abs_rel": [0.2, 0.3, 0.4]}  # three seeds; other metrics constant 1.0
@@ -48,7 +46,7 @@ def test_aggregation_mean_and_sample_std_by_hand(tmp_path, monkeypatch):
     rows_file.write_text(
         "t1_lower_bound: {table: 1, label: LB, kind: lower_bound, published: {d1: 0.14, d2: 0.297, d3: 0.471, "
         "abs_rel: 1.327, log10: 0.323, rmse: 2.934}}\n"
-        "t3_l1: {table: 3, label: MSA, params: {loss: l1}, published: {d1: 0.573, d2: 0.856, d3: 0.956, "
+        "t3_l1: {table: 3, label: MSA, params: {adapter: msa, loss: l1}, published: {d1: 0.573, d2: 0.856, d3: 0.956, "
         "abs_rel: 0.255, log10: 0.104, rmse: 0.804}}\n"
         "t1_msa: {table: 1, label: MSA (depth), same_as: t3_l1}\n"
         "t1_dorn: {table: 1, label: DORN, cited: true, published: {d1: 0.828, d2: 0.965, d3: 0.992, abs_rel: 0.115, "
@@ -63,7 +61,11 @@ def test_aggregation_mean_and_sample_std_by_hand(tmp_path, monkeypatch):
     raw = default_raw()
     raw["paper"]["rows"] = ["t1_lower_bound", "t1_msa", "t1_dorn"]
     summary = write_report(
-        raw, rows_file=rows_file, out_json="paper.json", out_markdown="paper.md", out_figure="paper.png"
+        validate_params(raw),
+        rows_file=rows_file,
+        out_json="paper.json",
+        out_markdown="paper.md",
+        out_figure="paper.png",
     )
     msa = summary["t3_l1"]
     assert msa["n"] == 3 and msa["mean"]["abs_rel"] == pytest.approx(0.3) and msa["mean"]["d1"] == pytest.approx(0.6)
@@ -84,15 +86,21 @@ def test_aggregation_mean_and_sample_std_by_hand(tmp_path, monkeypatch):
     ("text", "message"),
     [
         (
-            "r: {table: 3, label: x, params: {adapters.msa.alphaa: 1}}",
+            "r: {table: 3, label: x, params: {adapter: msa, loss: l1, adapters.msa.alphaa: 1}}",
             r"row 'r': params 'adapters.msa.alphaa': unknown",
         ),
-        ("r: {table: 3, label: x, params: {adapters.msa.segments: pool}}", r"row 'r': .*only the narrow decoder"),
         (
-            "r: {table: 3, label: x, params: {data.source: synthetic}}",
+            "r: {table: 3, label: x, params: {adapter: msa, loss: l1, adapters.msa.segments: pool}}",
+            r"row 'r': .*only the narrow decoder",
+        ),
+        (
+            "r: {table: 3, label: x, params: {adapter: msa, loss: l1, data.source: synthetic}}",
             r"row 'r' sets \['data.source'\], which the grid",
         ),
-        ("r: {table: 3, label: x, published: {d1: 0.5, abs_rel: 0.3}}", r"row 'r': published numbers must give"),
+        (
+            "r: {table: 3, label: x, kind: zeroshot, published: {d1: 0.5, abs_rel: 0.3}}",
+            r"row 'r': published numbers must give",
+        ),
         ("r: {table: 1, label: x, same_as: nowhere}", r"row 'r': same_as 'nowhere' is not a row that runs"),
         ("r: {table: 1, label: x, colour: red}", r"row 'r': colour: Extra inputs"),
     ],
@@ -102,7 +110,7 @@ def test_bad_rows_fail_before_any_training_naming_the_row(tmp_path, text, messag
     rows_file.write_text(text + "\n")
     with pytest.raises(PaperError, match=message):
         rows = load_rows(rows_file)
-        row_params(default_raw(), "r", rows["r"])
+        row_params(validate_params(default_raw()), "r", rows["r"])
 
 
 def test_unknown_row_selection_lists_the_rows():
@@ -114,34 +122,40 @@ def test_unknown_row_selection_lists_the_rows():
 
 def test_every_row_resolves_to_valid_params():
     rows = load_rows(REPO / "paper/rows.yaml")
+    base = validate_params(default_raw())
     for row_id, row in rows.items():
         if row.runs and row.kind == "train":
-            params = row_params(default_raw(), row_id, row)
-            assert params.model_dump(mode="json")["loss"] == row.params.get("loss", "l1"), row_id
+            params = row_params(base, row_id, row)
+            assert (params.adapter, params.loss) == (row.params["adapter"], row.params["loss"]), row_id
 
 
-def test_generated_grid_is_up_to_date():
-    raw = default_raw()
-    main_stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    expected = grid.grid_dvc_yaml(raw, load_rows(REPO / "paper/rows.yaml"), main_stages)
-    assert (REPO / "paper/dvc.yaml").read_text() == expected, "run `make paper-grid` (python paper/grid.py write)"
+def test_variants_are_shared_and_follow_the_variants_they_read():
+    base = load_params(REPO / "params.yaml")
+    rows = load_rows()
+    ids = {r: variant_ids(row_params(base, r, rows[r]), base) for r in ("t5_gt_segments", "t5_gt_segments_clip")}
+    assert ids["t5_gt_segments"] == ids["t5_gt_segments_clip"] and set(ids["t5_gt_segments"]) == {"segments"}
+    maskclip = variant_ids(row_params(base, "t5_learned_maskclip", rows["t5_learned_maskclip"]), base)
+    assert set(maskclip) == {"clip_head", "zeroshot", "zeroshot_report"}  # the head's variant moves the rest
+    assert variant_ids(row_params(base, "t3_l1", rows["t3_l1"]), base) == {}
 
 
-def test_grid_stages_depend_on_exactly_the_code_they_run():
-    stages = yaml.safe_load((REPO / "paper/dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
-        _, runner, script, *_ = stage["cmd"].split()
-        closure = code_closure(runner) | code_closure(f"stages/{script}.py")
-        code = [d for d in stage["deps"] if d.startswith(("stages/", "depthcore/", "paper/stage.py"))]
-        uncovered = [f for f in closure if not any(f == d or f.startswith(d + "/") for d in code)]
-        assert not uncovered, (name, uncovered)
-        assert all(any(f == d or f.startswith(d + "/") for f in closure) for d in code), name
+def test_a_stale_grid_is_refused_naming_the_command(tmp_path):
+    base = load_params(REPO / "params.yaml")
+    rows = load_rows()
+    check_grid(base, rows)  # the committed file is current
+    stale = tmp_path / "dvc.yaml"
+    stale.write_text(
+        grid_dvc_yaml(validate_params(default_raw() | {"paper": base.paper.to_dict() | {"seeds": [0]}}), rows)
+    )
+    check_grid(base, rows, stale)  # the seeds are a variable of the file, not part of it
+    fewer = validate_params(default_raw() | {"paper": base.paper.to_dict() | {"rows": ["t3_l1"]}})
+    stale.write_text(grid_dvc_yaml(fewer, rows))
+    with pytest.raises(PaperError, match=r"paper/dvc.yaml is out of date .*missing \[.*`make paper-grid`"):
+        check_grid(base, rows, stale)
 
 
-def test_variant_params_are_the_params_their_stages_declare():
-    main_stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    upstream = {"zeroshot": ("clip_head",)}  # a zero-shot variant follows its head's variant
-    for stage, keys in VARIANT_PARAMS.items():
-        declared = list(main_stages[stage]["params"])
-        declared += [key for up in upstream.get(stage, ()) for key in main_stages[up]["params"]]
-        assert sorted(declared) == sorted(keys), stage
+def test_trained_rows_set_their_adapter_and_loss(tmp_path):
+    rows_file = tmp_path / "rows.yaml"
+    rows_file.write_text("r: {table: 3, label: x, params: {adapters.msa.alpha: 1.0}}\n")
+    with pytest.raises(PaperError, match=r"row 'r': .*a trained row sets \['adapter', 'loss'\] itself"):
+        load_rows(rows_file)

@@ -9,8 +9,8 @@ import pytest
 from conftest import REPO, default_raw, make_params
 from pydantic import BaseModel
 
-from depthcore.params import ConfigError, Params, load_params, validate_params, with_overrides
-from depthcore.section import Section
+from depthcore.config.params import ConfigError, Params, load_params, validate_params, with_overrides
+from depthcore.config.section import Section
 
 
 def refuse(overrides: dict, message: str, *, offline: bool = True) -> None:
@@ -74,6 +74,15 @@ def test_missing_keys_are_refused():
         validate_params(raw)
 
 
+def test_a_misspelt_key_is_named_before_the_key_it_leaves_missing():
+    raw = default_raw()
+    raw["train"]["lrr"] = raw["train"].pop("lr")
+    with pytest.raises(ConfigError) as caught:
+        validate_params(raw)
+    first, second = str(caught.value).split("; params ")[:2]
+    assert first.startswith("params 'train.lrr': unknown key") and second.startswith("'train.lr': missing")
+
+
 def test_a_number_typed_as_a_string_is_the_number_it_means():
     assert make_params({"train.lr": "1e-3"}).train.lr == 0.001
 
@@ -87,7 +96,10 @@ def test_val_fraction_zero_with_select_last_trains_on_every_training_image():
     ("overrides", "message"),
     [
         ({"data.val_fraction": 0}, r"'data.val_fraction' is 0 but 'train.select' is 'val'"),
-        ({"loss": "ssl", "ssl.pairs": "dataset", "data.source": "nyuv2"}, r"'ssl.pairs' is 'dataset' but .*homography"),
+        (
+            {"loss": "ssl", "pairs.method": "dataset", "data.source": "nyuv2"},
+            r"'pairs.method' is 'dataset' but .*which loss 'ssl' reads.*homography",
+        ),
         ({"data.synthetic.images": 4}, r"2 room\(s\); the splits need at least one test room and 2 training"),
         ({"data.synthetic.images": 2}, r"1 room\(s\)"),
         ({"clip.cache_layers": ["layer3", "layer4"]}, r"adapters.msa' reads the CLIP layer\(s\) \['layer2'\]"),

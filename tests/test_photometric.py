@@ -11,15 +11,10 @@ import torch
 from skimage.metrics import structural_similarity
 
 from depthcore.data.synthetic import intrinsics_for, render_sample
-from depthcore.data.training import mirror_intrinsics, mirror_pose
-from depthcore.photometric import (
-    SSIM_C1,
-    PhotometricLoss,
-    edge_aware_smoothness,
-    inverse_warp,
-    photometric_error,
-    ssim_map,
-)
+from depthcore.geometry.camera import mirror_intrinsics, mirror_pose
+from depthcore.geometry.warp import inverse_warp
+from depthcore.losses.base import edge_aware_smoothness
+from depthcore.losses.ssl import SSIM_C1, PhotometricLoss, photometric_error, ssim_map
 
 HEIGHT, WIDTH = 48, 64
 FOCAL = 40.0  # pixels, for the hand-computed warps

@@ -1,4 +1,5 @@
-"""End-to-end: the DVC pipeline offline in a temporary clone of this repository."""
+"""End-to-end: the DVC pipelines offline in temporary clones of this repository: exactly which stages run
+after each kind of edit, resuming inside DVC, the paper grid through DVC's queue, bad params refused."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import OFFLINE
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -82,6 +84,14 @@ def changed(status: str) -> set[str]:
     }
 
 
+def dvc_fails(clone: Path, *args: str) -> str:
+    """The stderr of a dvc command that must fail."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run([str(BIN / "dvc"), *args], cwd=clone, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0, proc.stdout
+    return proc.stdout + proc.stderr
+
+
 def test_stage_reports_bad_params_in_one_line_and_exits_non_zero(tmp_path):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text().replace("source: nyuv2", "source: kitti"))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -93,22 +103,19 @@ def test_stage_reports_bad_params_in_one_line_and_exits_non_zero(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "data").exists()
 
 
-OFFLINE = {
-    "data.source": "synthetic",
+OFFLINE_RUN = OFFLINE | {
     "data.synthetic.images": 6,  # 3 rooms: one each for train, val and test
     "data.synthetic.views_per_room": 2,
-    "clip.pretrained": "none",
-    "sam.pretrained": "none",
-    "segments.method": "felzenszwalb",  # SAM itself is covered by tests/test_segments_sam.py
-    "ssl.pairs": "dataset",
     "train.preset": "custom",
     "train.epochs": 2,
     "train.batch_size": 2,
-    "train.lr": 0.003,
+    "train.select": "last",  # 2 val images: keep the trained model (also the grid's one-epoch runs)
+    "train.lr": 0.05,  # enough for 2 steps to lift the published MSA's clamped output above 0 m
     "adapters.msa.widths": [16, 16, 8, 8, 4, 4],
     "runtime.clip_batch_size": 2,
 }
 FEATURE_STAGES = {
+    "check",
     "fetch_data",
     "fetch_clip",
     "fetch_sam",
@@ -118,15 +125,28 @@ FEATURE_STAGES = {
     "clip_features",
     "clip_head",
     "segments",
+    "segments_report",
     "zeroshot",
+    "zeroshot_report",
 }
 RUN_STAGES = {"train_inputs", "train", "evaluate"}
 UP_TO_DATE = "Data and pipelines are up to date"
 
 
+def edit(clone: Path, path: str, old: str, new: str) -> None:
+    """Replace ``old`` (which must occur) by ``new`` in a file of the clone."""
+    text = (clone / path).read_text()
+    assert old in text, (path, old)
+    (clone / path).write_text(text.replace(old, new, 1))
+
+
+def restore(clone: Path) -> None:
+    _run(["git", "checkout", "--", "."], clone)
+
+
 @pytest.mark.slow
 def test_offline_pipeline_caches_exactly(tmp_path):
-    clone = make_clone(tmp_path, OFFLINE)
+    clone = make_clone(tmp_path, OFFLINE_RUN)
     assert ran(dvc(clone, "repro")) == FEATURE_STAGES | RUN_STAGES
     for name in ("zeroshot", "segments", "train", "eval"):
         metrics = json.loads((clone / f"metrics/{name}.json").read_text())
@@ -134,6 +154,7 @@ def test_offline_pipeline_caches_exactly(tmp_path):
         assert metrics and '"' not in flat.replace('": ', "").replace('{"', "").replace(', "', ""), name  # numbers
     evaluation = json.loads((clone / "metrics/eval.json").read_text())
     assert evaluation["n_images"] == 2 and 0 < evaluation["abs_rel"] < 10
+    assert evaluation["constant_mean"]["n_images"] == 2 and 1 < evaluation["constant_mean"]["depth_m"] < 9
     for name in ("plots/zeroshot.png", "plots/eval.png", "plots/train_curves.csv", "models/model.safetensors"):
         assert (clone / name).stat().st_size > 0, name
     assert not list((clone / "data").rglob("*.partial")) and not list((clone / "models").glob("*.resume.pt"))
@@ -148,30 +169,39 @@ def test_offline_pipeline_caches_exactly(tmp_path):
         shutil.rmtree(cache)
     assert UP_TO_DATE in dvc(clone, "status", "dvc.yaml")
 
-    # settings that cannot change an output do not invalidate it
+    # a bad params.yaml is refused by every repro, though no stage declares the key: the check stage reads the file
+    text = (clone / "params.yaml").read_text()
+    (clone / "params.yaml").write_text(text + "trian: {lr: 1}\n")
+    assert "error: params 'trian': unknown key; valid keys are ['adapter'" in dvc_fails(clone, "repro")
+    (clone / "params.yaml").write_text(text.replace("num_workers:", "num_wrokers:"))
+    assert "error: params 'runtime.num_wrokers': unknown key" in dvc_fails(clone, "repro")
+    restore(clone)
+
+    # settings that cannot change an output re-run the check alone (its output does not change)
     set_params(clone, {"runtime.clip_batch_size": 3, "runtime.num_workers": 1})
-    assert UP_TO_DATE in dvc(clone, "status", "dvc.yaml")
+    assert changed(dvc(clone, "status", "dvc.yaml")) == {"check"}
+    assert ran(dvc(clone, "repro")) == {"check"}
 
     # SAM settings re-run the SAM side only (felzenszwalb ignores them: its output, so training, is unchanged)
     set_params(clone, {"sam.model": "vit_l"})
-    assert changed(dvc(clone, "status", "dvc.yaml")) == {"fetch_sam"}
-    assert ran(dvc(clone, "repro")) == {"fetch_sam", "segments"}
+    assert changed(dvc(clone, "status", "dvc.yaml")) == {"check", "fetch_sam"}
+    assert ran(dvc(clone, "repro")) == {"check", "fetch_sam", "segments"}
 
-    # self-supervised settings never re-run a supervised training (train_inputs records what it reads)
-    set_params(clone, {"ssl.max_shift_px": 5.0, "ssl.alpha": 0.5})
-    assert changed(dvc(clone, "status", "dvc.yaml")) == {"pairs", "train_inputs"}
-    assert ran(dvc(clone, "repro")) == {"pairs", "train_inputs"}
+    # pair and self-supervised settings never re-run a supervised training (train_inputs records what it reads)
+    set_params(clone, {"pairs.max_shift_px": 5.0, "losses.ssl.alpha": 0.5})
+    assert changed(dvc(clone, "status", "dvc.yaml")) == {"check", "pairs", "train_inputs"}
+    assert ran(dvc(clone, "repro")) == {"check", "pairs", "train_inputs"}
 
-    # the validation carve re-runs training, not features
+    # the validation carve re-runs training (and the reports' train-mean baseline), not features
     set_params(clone, {"data.split_seed": 5})
-    assert changed(dvc(clone, "status", "dvc.yaml")) == {"split"}
-    assert ran(dvc(clone, "repro")) == {"split"} | RUN_STAGES
-    _run(["git", "checkout", "params.yaml"], clone)
+    assert changed(dvc(clone, "status", "dvc.yaml")) == {"check", "split"}
+    assert ran(dvc(clone, "repro")) == {"check", "split", "zeroshot_report"} | RUN_STAGES
+    restore(clone)
     dvc(clone, "repro")
 
     # an experiment re-runs training and evaluation only; metrics diff is a clean table of numbers
     out = dvc(clone, "exp", "run", "-S", "adapter=clip_adapter")
-    assert ran(out) == RUN_STAGES
+    assert ran(out) == {"check"} | RUN_STAGES
     diff = dvc(clone, "metrics", "diff")
     assert "metrics/eval.json" in diff and "abs_rel" in diff and "adapter" not in diff
     assert "metrics/paper" not in diff  # the paper grid's files are plain outputs, not listed as missing metrics
@@ -179,7 +209,7 @@ def test_offline_pipeline_caches_exactly(tmp_path):
 
 @pytest.mark.slow
 def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path):
-    clone = make_clone(tmp_path, OFFLINE | {"data.synthetic.images": 12})
+    clone = make_clone(tmp_path, OFFLINE_RUN | {"data.synthetic.images": 12})
     dvc(clone, "repro", "prepare")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **GIT_IDENTITY}
     proc = subprocess.Popen(
@@ -206,7 +236,7 @@ def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path)
     weights = clone / "weights/clip/mine.pt"
     weights.write_bytes(b"first version")
     set_params(clone, {"clip.pretrained": "weights/clip/mine.pt"})
-    assert ran(dvc(clone, "repro", "fetch_clip")) == {"fetch_clip"}
+    assert ran(dvc(clone, "repro", "fetch_clip")) == {"check", "fetch_clip"}
     assert UP_TO_DATE in dvc(clone, "status", "fetch_clip")
     weights.write_bytes(b"second version")
     assert changed(dvc(clone, "status", "fetch_clip")) == {"fetch_clip"}
@@ -214,10 +244,16 @@ def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path)
     assert changed(dvc(clone, "status", "clip_features", "clip_head")) >= {"clip_features", "clip_head"}
 
 
+GRID_ROWS = ["t1_lower_bound", "t1_depthclip", "t1_msa", "t4_l2_image_text", "t5_gt_segments_clip"]
+
+
+def grid(*names: str, seeds=(0, 1)) -> set[str]:
+    return {f"paper/dvc.yaml:{name}@{seed}" for name in names for seed in seeds}
+
+
 @pytest.mark.slow
-def test_paper_grid_with_two_queue_workers_and_one_edited_row(tmp_path):
-    rows = ["t1_lower_bound", "t1_depthclip", "t1_msa", "t4_l2_image_text", "t5_gt_segments"]
-    clone = make_clone(tmp_path, OFFLINE | {"paper.rows": rows, "paper.seeds": [0, 1], "paper.max_epochs": 1})
+def test_paper_grid_runs_through_the_queue_and_each_edit_re_runs_only_what_it_can_change(tmp_path):
+    clone = make_clone(tmp_path, OFFLINE_RUN | {"paper.rows": GRID_ROWS, "paper.seeds": [0, 1], "paper.max_epochs": 1})
     _run([sys.executable, "paper/grid.py", "write"], clone)
     dvc(clone, "repro")
     _run(["git", "add", "-A"], clone)
@@ -226,25 +262,76 @@ def test_paper_grid_with_two_queue_workers_and_one_edited_row(tmp_path):
     out = _run([sys.executable, "paper/grid.py", "run", "--jobs", "2"], clone, env_path).stdout
     assert "is cached - skipping run" in out  # the queue's runs, brought back from the run-cache
     summary = json.loads((clone / "metrics/paper.json").read_text())
-    assert set(summary) == set(rows) | {"t3_l1"}
+    assert set(summary) == set(GRID_ROWS) | {"t3_l1"}
     assert summary["t3_l1"]["n"] == 2 and summary["t1_msa"]["mean"] == summary["t3_l1"]["mean"]
     assert summary["t1_lower_bound"]["n"] == 2 and summary["t1_depthclip"]["n"] == 1
-    assert summary["t5_gt_segments"]["n"] == 2 and summary["t5_gt_segments"]["published"] is None
+    assert summary["t5_gt_segments_clip"]["n"] == 2 and summary["t5_gt_segments_clip"]["published"] is None
     assert (clone / "data/paper/variants").is_dir()  # the ground-truth segments, computed once for the grid
     assert "| MSA, CLIP no, SAM no, L1 |" in (clone / "reports/paper.md").read_text()
     _run(["git", "add", "-A"], clone)
     _run(["git", "commit", "-qm", "grid run"], clone)
+    assert not changed(dvc(clone, "status"))
 
-    # editing one row re-runs only that row's stages (and the report)
+    trainings = {
+        "train",
+        *(
+            f"paper/dvc.yaml:train-{r}@{s}"
+            for r in ("t3_l1", "t4_l2_image_text", "t5_gt_segments_clip")
+            for s in (0, 1)
+        ),
+    }
+    evaluations = {
+        "evaluate",
+        *(
+            f"paper/dvc.yaml:evaluate-{r}@{s}"
+            for r in ("t3_l1", "t4_l2_image_text", "t5_gt_segments_clip")
+            for s in (0, 1)
+        ),
+    }
+
+    def stale_after(path: str, old: str, new: str) -> set[str]:
+        edit(clone, path, old, new)
+        stale = changed(dvc(clone, "status"))
+        restore(clone)
+        return stale
+
+    # the report's table code, or a row's label: the report alone (the grid's check re-reads rows.yaml)
+    report = stale_after("depthcore/paper/report.py", '"Table 4: CLIP-Adapter', '"Table 4 (CLIP-Adapter)')
+    assert report == {"paper/dvc.yaml:report"}
+    label = stale_after("paper/rows.yaml", "label: CLIP-Adapter, image yes, text yes, L2", "label: CLIP-Adapter, L2")
+    assert label == {"paper/dvc.yaml:check", "paper/dvc.yaml:report"}
+    # one adapter's module: that adapter's rows, and the main train_inputs (it hashes the chosen adapter's code:
+    # the main adapter is msa, so its train stays up to date)
+    adapter = stale_after("depthcore/models/adapters/clip_adapter.py", "LAYER = ", "LAYER: str = ")
+    assert adapter == {"check", "train_inputs", "paper/dvc.yaml:check"} | grid(
+        "train-t4_l2_image_text", "evaluate-t4_l2_image_text"
+    )
+    # one loss's module: the rows trained with it (l2)
+    loss = stale_after("depthcore/losses/l2.py", '"""``loss: l2``', '"""``loss: l2`` (MSE)')
+    assert loss == {"check", "train_inputs", "paper/dvc.yaml:check"} | grid("train-t4_l2_image_text")
+    # the figure code or the metrics code: evaluation and reports only, no training stage
+    figure = stale_after("depthcore/evaluation/figures.py", 'DEPTH_CMAP = "magma_r"', 'DEPTH_CMAP = "viridis_r"')
+    assert figure & trainings == set() and {"evaluate", "zeroshot_report"} <= figure and evaluations <= figure
+    metrics = stale_after("depthcore/evaluation/metrics.py", "DELTA_BASE = 1.25", "DELTA_BASE = 1.25  # Eigen's")
+    assert metrics & trainings == set() and evaluations | {"paper/dvc.yaml:report"} <= metrics
+    # the main pipeline's adapter: the main run only, no grid row (every trained row sets its own)
+    set_params(clone, {"adapter": "clip_adapter"})
+    assert changed(dvc(clone, "status")) == {"check", "train_inputs", "paper/dvc.yaml:check"}
+    assert ran(dvc(clone, "repro", "paper/dvc.yaml")) == {"check", "paper/dvc.yaml:check"}
+    restore(clone)
+
+    # editing one row's params re-runs only that row's stages (and the report); the row now sets a key, which its
+    # stage no longer declares from params.yaml, so the grid is regenerated first (`make paper` always does)
     table = yaml.safe_load((clone / "paper/rows.yaml").read_text())
     table["t4_l2_image_text"]["params"]["adapters.clip_adapter.ratio"] = 0.3
     (clone / "paper/rows.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
+    assert "`make paper-grid`" in dvc_fails(clone, "repro", "paper/dvc.yaml")
     _run([sys.executable, "paper/grid.py", "write"], clone)
-    out = dvc(clone, "repro", "paper/dvc.yaml")
-    assert ran(out) == {
-        "paper/dvc.yaml:train-t4_l2_image_text@0",
-        "paper/dvc.yaml:train-t4_l2_image_text@1",
-        "paper/dvc.yaml:evaluate-t4_l2_image_text@0",
-        "paper/dvc.yaml:evaluate-t4_l2_image_text@1",
-        "paper/dvc.yaml:report",
-    }
+    edited = grid("train-t4_l2_image_text", "evaluate-t4_l2_image_text")
+    assert ran(dvc(clone, "repro", "paper/dvc.yaml")) == {"paper/dvc.yaml:check", "paper/dvc.yaml:report"} | edited
+
+    # a stale generated grid is refused, naming the command that regenerates it
+    set_params(clone, {"paper.rows": GRID_ROWS[:2]})
+    message = dvc_fails(clone, "repro", "paper/dvc.yaml")
+    assert "paper/dvc.yaml is out of date with params.yaml and paper/rows.yaml" in message
+    assert "`make paper-grid`" in message and len([line for line in message.splitlines() if "error:" in line]) == 1

@@ -9,18 +9,14 @@ import torch
 import torch.nn.functional as F
 from conftest import make_params
 
-from depthcore.models.adapters import AdapterContext, build_adapter
+from depthcore.artifacts import load_shallow, save_shallow
+from depthcore.models.adapters._msa_unet import PublishedMSA, bounded_residual, initial_depth
+from depthcore.models.adapters.base import AdapterContext
 from depthcore.models.adapters.coarse_refine import Coarse, Refine
-from depthcore.models.adapters.msa_published import PublishedMSA, bounded_residual, initial_depth
-from depthcore.models.clip_backbone import ClipBackbone
-from depthcore.models.clip_shallow import (
-    ClipShallow,
-    build_clip_shallow,
-    load_shallow,
-    save_shallow,
-    shallow_state_dict,
-)
-from depthcore.models.depthclip import DepthCLIPHead
+from depthcore.models.adapters.registry import build_adapter
+from depthcore.models.backbones.clip import ClipBackbone
+from depthcore.models.backbones.clip_shallow import ClipShallow, build_clip_shallow, shallow_state_dict
+from depthcore.models.heads.depthclip import DepthCLIPHead
 
 NYU = (416, 544)
 BINS = (1.00, 1.50, 2.00, 2.25, 2.50, 2.75, 3.00)
@@ -261,7 +257,8 @@ def test_clip_shallow_equals_backbone(make, tmp_path):
     model = make()
     randomise_batchnorm(model.visual, seed=3)
     backbone = ClipBackbone(model, model_name="RN50-quickgelu")
-    shallow = build_clip_shallow(state_dict=load_shallow(save_shallow(tmp_path / "shallow.safetensors", model.visual)))
+    saved = save_shallow(tmp_path / "shallow.safetensors", shallow_state_dict(model.visual))
+    shallow = build_clip_shallow(state_dict=load_shallow(saved))
     assert shallow.width == model.visual.conv3.out_channels and shallow.layer1_blocks == len(model.visual.layer1)
     images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():

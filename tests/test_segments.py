@@ -3,6 +3,8 @@ alignment summary, and bad input. SAM itself (random weights) is exercised in te
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,28 +12,23 @@ from conftest import make_params
 from skimage.segmentation import felzenszwalb
 
 from depthcore.data.store import ResumableStore, Store, StoreError
-from depthcore.models.sam import (
-    SAM_CHECKPOINTS,
-    SamWeightsError,
-    build_sam,
-    fetch_sam_weights,
-    load_sam,
-    load_sam_checkpoint,
-)
-from depthcore.models.weights import WeightsError
-from depthcore.segments import (
+from depthcore.evaluation.segments import image_alignment, summarize_alignment, summarize_segments
+from depthcore.features.segments import (
     SamSegmenter,
     SegmentsError,
     assemble_labels,
     build_segmenter,
     felzenszwalb_segmenter,
-    image_alignment,
     relabel_by_area,
     remove_small_regions,
-    summarize_alignment,
-    summarize_segments,
     write_segments,
 )
+from depthcore.models.backbones.sam import SamError, build_sam
+from depthcore.weights.fetch_sam import SAM_CHECKPOINTS, fetch_sam_weights
+from depthcore.weights.manifest import WeightsError
+from depthcore.weights.sam import load_sam, load_sam_checkpoint
+
+LOCAL = Path("weights/sam")
 
 SAM_OFFLINE = make_params().sam
 
@@ -160,7 +157,7 @@ def test_none_stage_gives_zeros(synthetic_dataset, tmp_path):
 
 
 def test_stage_resumes_after_interruption(synthetic_dataset, tmp_path, monkeypatch):
-    import depthcore.segments as segments
+    import depthcore.features.segments as segments
 
     calls = []
     real = segments.segment_gt
@@ -230,8 +227,8 @@ def test_alignment_known_answer():
 def test_unknown_method_and_model_list_valid_ones(tmp_path):
     with pytest.raises(SegmentsError, match="valid methods"):
         build_segmenter(segments_cfg("sam").model_copy(update={"method": "slic"}), SAM_OFFLINE, weights_dir=tmp_path)
-    with pytest.raises(SamWeightsError, match="vit_l"):
-        build_sam(model="vit_x")
+    with pytest.raises(SamError, match="vit_l"):
+        build_sam(model="vit_x", init_seed=0)
 
 
 def test_gt_without_instances_is_a_clear_error(tmp_path):
@@ -245,7 +242,7 @@ def test_gt_without_instances_is_a_clear_error(tmp_path):
 
 def test_weights_folder_manifest_and_missing_files(tmp_path, monkeypatch):
     out = tmp_path / "w"
-    fetch_sam_weights(SAM_OFFLINE, out)
+    fetch_sam_weights(SAM_OFFLINE, out, local_dir=LOCAL)
     assert sorted(p.name for p in out.iterdir()) == ["weights.json"]
     torch.testing.assert_close(
         next(load_sam(out).parameters()), next(build_sam(model="vit_b", init_seed=0).parameters())
@@ -261,8 +258,8 @@ def test_weights_folder_manifest_and_missing_files(tmp_path, monkeypatch):
         (directory / remote.filename).write_bytes(b"x")
         return directory / remote.filename
 
-    monkeypatch.setattr("depthcore.models.sam.fetch", fake_fetch)
-    manifest = fetch_sam_weights(make_params({"sam.pretrained": "official"}, offline=False).sam, out)
+    monkeypatch.setattr("depthcore.weights.fetch_sam.fetch", fake_fetch)
+    manifest = fetch_sam_weights(make_params({"sam.pretrained": "official"}, offline=False).sam, out, local_dir=LOCAL)
     assert f'"sha256": "{SAM_CHECKPOINTS["vit_b"].sha256}"' in manifest.read_text()
     assert {r.url.rsplit("/", 1)[1] for r in SAM_CHECKPOINTS.values()} == {
         "sam_vit_b_01ec64.pth",
@@ -286,10 +283,10 @@ def test_checkpoint_loading_is_strict_and_names_keys(tmp_path):
     del state["1.bias"]
     state["0.weight"] = torch.zeros(5, 3)
     torch.save(state, wrong)
-    with pytest.raises(SamWeightsError, match=r"vit_l.*1 missing keys \['1.bias'\].*extra.weight.*0.weight"):
+    with pytest.raises(SamError, match=r"vit_l.*1 missing keys \['1.bias'\].*extra.weight.*0.weight"):
         load_sam_checkpoint(target, wrong, model_name="vit_l")
 
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(SamWeightsError, match="could not read"):
+    with pytest.raises(SamError, match="could not read"):
         load_sam_checkpoint(target, junk, model_name="vit_b")

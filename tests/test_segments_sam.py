@@ -9,8 +9,9 @@ import numpy as np
 from conftest import make_params
 
 from depthcore.data.store import ResumableStore, Store
-from depthcore.models.sam import fetch_sam_weights
-from depthcore.segments import summarize_segments, write_segments
+from depthcore.evaluation.segments import summarize_segments
+from depthcore.features.segments import write_segments
+from depthcore.weights.fetch_sam import fetch_sam_weights
 
 
 def test_sam_random_weights_one_image(tmp_path):
@@ -38,7 +39,7 @@ def test_sam_random_weights_one_image(tmp_path):
             "sam.min_mask_region_area": 10,
         }
     )
-    fetch_sam_weights(params.sam, tmp_path / "weights")
+    fetch_sam_weights(params.sam, tmp_path / "weights", local_dir=tmp_path)
     out = write_segments(
         params.segments,
         params.sam,

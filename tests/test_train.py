@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import make_params
 
-from depthcore.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint
 from depthcore.data.store import Store
-from depthcore.run import build_training, train_model
-from depthcore.train import TrainingError
+from depthcore.training.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint
+from depthcore.training.loop import TrainingError
+from depthcore.training.run import build_phase_model, build_run, train_model
 
 SMALL = {
     "train.preset": "custom",
@@ -73,20 +73,20 @@ def test_curves_start_with_the_untrained_model(pipeline, tmp_path):
     paths = run_paths(pipeline, tmp_path)
     summary = train_model(make_params(SMALL), paths, resume_key=None, progress=False)
     rows = paths.train_curves.read_text().splitlines()
-    assert rows[0].startswith("phase,epoch,lr,train_loss,val_d1") and len(rows) == 1 + 3
+    assert rows[0] == "phase,epoch,lr,train_loss,val_loss" and len(rows) == 1 + 3
     assert rows[1].startswith(",0,") and rows[1].split(",")[3] == ""  # epoch 0: validation only
     meta, _ = load_checkpoint(paths.model)
     assert meta["best_epoch"] == summary["best_epoch"] and [r["epoch"] for r in meta["history"]] == [0, 1, 2]
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_state(pipeline, tmp_path, monkeypatch):
-    import depthcore.run as run_module
+    import depthcore.training.run as run_module
 
-    paths, run, real = run_paths(pipeline, tmp_path), {}, run_module.build_training
-    monkeypatch.setattr(run_module, "build_training", lambda *a: run.setdefault("training", real(*a)))
+    paths, run, real = run_paths(pipeline, tmp_path), {}, run_module.build_phase_model
+    monkeypatch.setattr(run_module, "build_phase_model", lambda *a: run.setdefault("model", real(*a)))
 
     def poison(epoch, row):  # after epoch 1 has been saved, make every later prediction NaN
-        run["training"].model.refine.out_conv.bias.data.fill_(float("nan"))
+        run["model"].refine.out_conv.bias.data.fill_(float("nan"))
 
     joint = SMALL_COARSE | {"adapters.coarse_refine.training": "joint"}
     with pytest.raises(TrainingError, match="non-finite loss .* epoch 2.*kept in"):
@@ -103,7 +103,8 @@ def test_checkpoint_is_self_describing_and_refuses_other_adapter_and_features(pi
     assert meta["adapter"] == "msa" and meta["loss"] == "l1" and meta["train"]["epochs"] == 1
     features = Store(pipeline.clip_features).attrs
     model = build_from_checkpoint(meta, state, adapter="msa", features_attrs=features)
-    reference = build_training(make_params(SMALL), paths).model
+    params = make_params(SMALL)
+    reference = build_phase_model(params, build_run(params, paths), 0, params.adapter_config.phases()[0])
     assert model.state_dict().keys() == reference.state_dict().keys()
     with pytest.raises(CheckpointError, match="holds adapter 'msa' but params ask for 'eigen'"):
         build_from_checkpoint(meta, state, adapter="eigen")
@@ -154,4 +155,39 @@ def test_select_last_trains_without_a_val_split(pipeline, tmp_path):
     params = make_params(SMALL | {"data.val_fraction": 0, "train.select": "last"})
     summary = train_model(params, paths, resume_key=None, progress=False)
     assert summary["best_epoch"] == 2  # the last epoch, with no val metrics to select on
-    assert "val_abs_rel" not in summary
+    assert "val_loss" not in summary
+
+
+def test_the_kept_epoch_has_the_lowest_validation_loss_recomputed_by_hand(pipeline, tmp_path):
+    """val_loss is the run's own masked L1 of the flip-averaged prediction on the val images (no ground truth
+    the loss does not read), and select: val keeps the epoch where it is lowest."""
+    from torch.utils.data import DataLoader
+
+    from depthcore.models.predict import predict_crop
+    from depthcore.training.checkpoint import build_from_checkpoint
+
+    paths = run_paths(pipeline, tmp_path)
+    params = make_params(SMALL | {"train.epochs": 3})
+    summary = train_model(params, paths, resume_key=None, progress=False)
+    meta, state = load_checkpoint(paths.model)
+    losses = [row["val_loss"] for row in meta["history"]]
+    assert summary["best_epoch"] == min(range(len(losses)), key=losses.__getitem__)
+    model = build_from_checkpoint(meta, state).eval()
+    errors, pixels = 0.0, 0
+    for batch in DataLoader(build_run(params, paths).val_set, batch_size=1):
+        pred, target = predict_crop(model, batch), batch["depth"]
+        valid = target > 0
+        errors, pixels = errors + (pred - target).abs()[valid].sum().item(), pixels + int(valid.sum())
+    assert len(build_run(params, paths).val_set) == 2  # one val batch of 2: its masked mean is the pixel mean
+    assert summary["val_loss"] == pytest.approx(errors / pixels, rel=1e-4)
+
+
+def test_random_streams_are_seeded_independent_and_repeatable():
+    from depthcore.seeding import stream_seed, torch_generator
+
+    assert stream_seed(0, "jitter", 0, 3) != stream_seed(0, "shuffle", 0, 4)  # was equal before one seeding point
+    assert len({stream_seed(s, p, 0, e) for s in (0, 1) for p in ("shuffle", "jitter", "flip") for e in (0, 1)}) == 12
+    draw = torch.rand(4, generator=torch_generator(7, "shuffle", 1, 2))
+    torch.testing.assert_close(draw, torch.rand(4, generator=torch_generator(7, "shuffle", 1, 2)))
+    with pytest.raises(ValueError, match="unknown random stream 'dropout'"):
+        stream_seed(0, "dropout")

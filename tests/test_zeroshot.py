@@ -10,11 +10,12 @@ from conftest import make_params, tiny_backbone
 
 from depthcore.data.splits import SplitError, split_indices
 from depthcore.data.store import ResumableStore, Store
-from depthcore.evaluation import evaluate_predictions
-from depthcore.features import extract_clip_features
-from depthcore.models.depthclip import HeadError, build_depthclip_head, zeroshot_depth
-from depthcore.viz import save_depth_figure
-from depthcore.zeroshot import predict_zeroshot
+from depthcore.evaluation.figures import save_depth_figure
+from depthcore.evaluation.report import evaluate_predictions
+from depthcore.features.clip import extract_clip_features
+from depthcore.features.head import build_depthclip_head
+from depthcore.features.zeroshot import predict_zeroshot
+from depthcore.models.heads.depthclip import HeadError, zeroshot_depth
 
 EVAL = make_params().eval
 
@@ -55,7 +56,7 @@ def test_zeroshot_from_cache_matches_backbone_and_evaluates(synthetic_dataset, t
     )
     head = build_depthclip_head(backbone=backbone, cfg=make_params().depthclip)
     assert head.text.shape == (7, 128)
-    out = predict_zeroshot(features, tmp_path / "zs.zarr", head=head, key=None, progress=False)
+    out = predict_zeroshot(features, tmp_path / "zs.zarr", head=head, key=None, batch_size=3, progress=False)
     depth = Store(out, required=("depth",))
     layer4 = Store(features).read("layer4")
     n = layer4.shape[0]

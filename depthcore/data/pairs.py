@@ -5,7 +5,7 @@ dataset image itself (the model predicts its depth) and the pair holds the *sour
 target-to-source pose (``X_source = pose @ X_target``, metres; camera frame x right, y down,
 z forward) and which source pixels hold real content. Both views share the intrinsics
 ``(fx, fy, cx, cy)`` in pixels, with integer pixel coordinates at pixel centres
-(see :mod:`depthcore.geometry`).
+(see :mod:`depthcore.geometry.frame`).
 
 Three methods (``pair_method`` in the pairs store):
 
@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from depthcore.data.store import ResumableStore, Store
 from depthcore.errors import DepthcoreError
+from depthcore.geometry.camera import axis_angle_rotation, intrinsics_matrix, rigid, rotation_angle
 
 # Source-camera depth (metres) at or below which a point counts as behind the camera.
 MIN_DEPTH_M = 1e-3
@@ -56,34 +57,6 @@ class Pair:
 
 
 # ----------------------------------------------------------------------------------------- basics
-def intrinsics_matrix(intrinsics) -> np.ndarray:
-    """(fx, fy, cx, cy) pixels -> 3 x 3 float64 K."""
-    fx, fy, cx, cy = (float(x) for x in intrinsics)
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-
-
-def axis_angle_rotation(axis: np.ndarray, angle_rad: float) -> np.ndarray:
-    """3 x 3 rotation by ``angle_rad`` (right-handed) about ``axis`` (any non-zero length), Rodrigues' formula."""
-    a = np.asarray(axis, dtype=np.float64)
-    a = a / np.linalg.norm(a)
-    cross = np.array([[0.0, -a[2], a[1]], [a[2], 0.0, -a[0]], [-a[1], a[0], 0.0]])
-    return np.eye(3) + np.sin(angle_rad) * cross + (1.0 - np.cos(angle_rad)) * (cross @ cross)
-
-
-def rotation_angle(r_a: np.ndarray, r_b: np.ndarray) -> float:
-    """Angle (radians) of the relative rotation r_a^T r_b, in [0, pi]."""
-    cos = (np.trace(r_a.T @ r_b) - 1.0) / 2.0
-    return float(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
-def rigid(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
-    """4 x 4 float64 transform from a 3 x 3 rotation and a 3-vector translation (metres)."""
-    pose = np.eye(4)
-    pose[:3, :3] = rotation
-    pose[:3, 3] = translation
-    return pose
-
-
 def random_rigid_motion(rng: np.random.Generator, *, max_rotation_deg: float, max_translation_m: float) -> np.ndarray:
     """4 x 4 float64 random rigid motion (used as a target-to-source pose).
 
@@ -374,18 +347,18 @@ def check_pose(pose: np.ndarray, index: int) -> None:
         )
 
 
-def write_pairs(ssl, dataset: Path | str, out: Path | str, *, key: str | None, progress: bool = True) -> Path:
-    """The pairs stage: a second view for every image of ``dataset`` by ``ssl.pairs`` (the ssl section),
-    seeded by (``ssl.seed``, image index), into ``out``: ``pair_rgb`` (N, H, W, 3) uint8, ``pair_pose``
+def write_pairs(cfg, dataset: Path | str, out: Path | str, *, key: str | None, progress: bool = True) -> Path:
+    """The pairs stage: a second view for every image of ``dataset`` by ``cfg.method`` (the pairs section),
+    seeded by (``cfg.seed``, image index), into ``out``: ``pair_rgb`` (N, H, W, 3) uint8, ``pair_pose``
     (N, 4, 4) float32 target-to-source, ``pair_valid`` (N, H, W) bool; attrs: the method and settings.
     Checks every source image before any work; resumable (same ``key``) and atomic."""
     data = Store(dataset, required=("rgb", "depth"))
     n, h, w = data.shape("depth")
-    if ssl.pairs == "dataset":
+    if cfg.method == "dataset":
         if "pair_rgb" not in data or "pair_pose" not in data:
             raise PairsError(
-                f"ssl.pairs is 'dataset' but {dataset} has no second views (pair_rgb, pair_pose): use ssl.pairs "
-                "homography (the paper's) or reproject"
+                f"pairs.method is 'dataset' but {dataset} has no second views (pair_rgb, pair_pose): use "
+                "pairs.method homography (the paper's) or reproject"
             )
         poses = data.read("pair_pose")
         for i in range(n):
@@ -399,33 +372,35 @@ def write_pairs(ssl, dataset: Path | str, out: Path | str, *, key: str | None, p
         "pair_pose": store.array("pair_pose", (n, 4, 4), np.float32),
         "pair_valid": store.array("pair_valid", (n, h, w), np.bool_),
     }
-    for i in tqdm(range(store.done, n), desc=f"pairs ({ssl.pairs})", total=n, initial=store.done, disable=not progress):
-        pair = make_pair(ssl, data, i, intrinsics)
+    for i in tqdm(
+        range(store.done, n), desc=f"pairs ({cfg.method})", total=n, initial=store.done, disable=not progress
+    ):
+        pair = make_pair(cfg, data, i, intrinsics)
         arrays["pair_rgb"][i], arrays["pair_pose"][i], arrays["pair_valid"][i] = pair.rgb, pair.pose, pair.valid
         store.mark_done(i + 1)
-    return store.commit({"method": ssl.pairs, "settings": ssl.to_dict(), "version": PAIRS_VERSION})
+    return store.commit({"method": cfg.method, "settings": cfg.to_dict(), "version": PAIRS_VERSION})
 
 
-def make_pair(ssl, data: Store, index: int, intrinsics) -> Pair:
-    """The pair of image ``index`` by ``ssl.pairs``, from its own generator (ssl.seed, index)."""
-    if ssl.pairs == "dataset":
+def make_pair(cfg, data: Store, index: int, intrinsics) -> Pair:
+    """The pair of image ``index`` by ``cfg.method`` (the pairs section), from its own generator (cfg.seed, index)."""
+    if cfg.method == "dataset":
         return dataset_pair(data.read("pair_rgb", index), data.read("pair_pose", index))
-    rng = np.random.default_rng([ssl.seed, index])
+    rng = np.random.default_rng([cfg.seed, index])
     rgb = data.read("rgb", index)
-    if ssl.pairs == "homography":
+    if cfg.method == "homography":
         return homography_pair(
             rgb,
             intrinsics,
             rng,
-            max_rotation_deg=ssl.max_rotation_deg,
-            max_shift_px=ssl.max_shift_px,
-            plane_depth_m=ssl.plane_depth_m,
+            max_rotation_deg=cfg.max_rotation_deg,
+            max_shift_px=cfg.max_shift_px,
+            plane_depth_m=cfg.plane_depth_m,
         )
     return reproject_pair(
         rgb,
         data.read("depth", index),
         intrinsics,
         rng,
-        max_rotation_deg=ssl.max_rotation_deg,
-        max_translation_m=ssl.max_translation_m,
+        max_rotation_deg=cfg.max_rotation_deg,
+        max_translation_m=cfg.max_translation_m,
     )

@@ -15,7 +15,6 @@ of interrupted work). ``prepare`` streams either source into the one dataset lay
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ from depthcore.data.splits import TEST, TRAIN, held_out_scenes
 from depthcore.data.store import ResumableStore, Store
 from depthcore.data.synthetic import render_sample
 from depthcore.download import fetch
-from depthcore.geometry import NYU_HEIGHT, NYU_INTRINSICS, NYU_WIDTH
+from depthcore.geometry.frame import NYU_HEIGHT, NYU_INTRINSICS, NYU_WIDTH
+from depthcore.io import prune_dir
 
 DATASET_VERSION = 2
 SYNTHETIC_RAW = "synthetic.zarr"
@@ -49,10 +49,7 @@ def fetch_data(data, raw_dir: Path | str, *, key: str | None, progress: bool = T
         ]
     else:
         paths = [render_synthetic(data.synthetic, raw_dir / SYNTHETIC_RAW, key=key, progress=progress)]
-    keep = {p.name for p in paths} | {p.name + ".sha256" for p in paths}
-    for entry in raw_dir.iterdir():
-        if entry.name not in keep:
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    prune_dir(raw_dir, {p.name for p in paths} | {p.name + ".sha256" for p in paths})
     return paths
 
 

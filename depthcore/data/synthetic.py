@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depthcore.geometry import NYU_HEIGHT, NYU_INTRINSICS, NYU_WIDTH
+from depthcore.geometry.camera import axis_angle_rotation
+from depthcore.geometry.frame import NYU_HEIGHT, NYU_INTRINSICS, NYU_WIDTH
 
 MIN_PAIR_TRANSLATION_M, MAX_PAIR_TRANSLATION_M = 0.05, 0.15
 MIN_PAIR_ROTATION_DEG, MAX_PAIR_ROTATION_DEG = 1.0, 4.0
@@ -94,12 +95,6 @@ def make_room(rng: np.random.Generator) -> Room:
     return Room(lo=lo, hi=hi, faces=faces, furniture=tuple(furniture))
 
 
-def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    axis = axis / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
-
-
 def camera_pose(rng: np.random.Generator, room: Room) -> tuple[np.ndarray, np.ndarray]:
     """A camera near the back wall looking into the room: (R camera-to-world, centre c)."""
     c = np.array(
@@ -110,7 +105,7 @@ def camera_pose(rng: np.random.Generator, room: Room) -> tuple[np.ndarray, np.nd
         ]
     )
     yaw, pitch = np.deg2rad(rng.uniform(-15, 15)), np.deg2rad(rng.uniform(-12, 3))
-    r = _rotation(np.array([0.0, 1.0, 0.0]), yaw) @ _rotation(np.array([1.0, 0.0, 0.0]), pitch)
+    r = axis_angle_rotation(np.array([0.0, 1.0, 0.0]), yaw) @ axis_angle_rotation(np.array([1.0, 0.0, 0.0]), pitch)
     return r, c
 
 
@@ -118,7 +113,7 @@ def pair_motion(rng: np.random.Generator, r: np.ndarray, c: np.ndarray):
     """Second camera (R2, c2) from a small motion, and the 4 x 4 target-to-source pose."""
     direction = rng.normal(size=3)
     t_cam = direction / np.linalg.norm(direction) * rng.uniform(MIN_PAIR_TRANSLATION_M, MAX_PAIR_TRANSLATION_M)
-    d_r = _rotation(rng.normal(size=3), np.deg2rad(rng.uniform(MIN_PAIR_ROTATION_DEG, MAX_PAIR_ROTATION_DEG)))
+    d_r = axis_angle_rotation(rng.normal(size=3), np.deg2rad(rng.uniform(MIN_PAIR_ROTATION_DEG, MAX_PAIR_ROTATION_DEG)))
     r2, c2 = r @ d_r, c + r @ t_cam
     pose = np.eye(4)
     pose[:3, :3] = r2.T @ r

@@ -1,7 +1,7 @@
 """The one contract every adapter follows, and the context it is built from.
 
 An adapter is an ``nn.Module`` called as ``adapter(batch)``. ``batch`` is a dict of crop-space
-tensors (the DepthCLIP crop, 416 x 544 for NYUv2; see ``depthcore.data.training``):
+tensors (the DepthCLIP crop, 416 x 544 for NYUv2; see ``depthcore.data.samples``):
 
 - ``rgb``: B x 3 x H x W float in [0, 1] (adapters normalise it themselves, ImageNet statistics)
 - ``clip_<layer>``: B x C x H/s x W/s cached CLIP features (any float dtype), layer in stem, layer1..4
@@ -9,14 +9,20 @@ tensors (the DepthCLIP crop, 416 x 544 for NYUv2; see ``depthcore.data.training`
 - ``segments``: B x H x W int64 segment ids, 0 = no segment
 
 It returns depth B x 1 x H/``output_stride`` x W/``output_stride`` in metres. The batch keys an
-adapter reads are declared by its settings (:meth:`depthcore.section.AdapterConfig.batch_keys`), so
-the data pipeline loads only those. CLIP itself is never part of an adapter: its features are
-inputs, and any CLIP tensors an adapter needs (text embeddings, attention-pool projections) are
-buffers, saved in the state dict but never trained.
+adapter reads are declared by its settings (:meth:`AdapterConfig.batch_keys`), so the data pipeline
+loads only those. CLIP itself is never part of an adapter: its features are inputs, and any CLIP
+tensors an adapter needs (text embeddings, attention-pool projections) are buffers, saved in the
+state dict but never trained.
+
+An adapter also owns how it is trained: its published optimiser settings
+(:meth:`AdapterConfig.published_training`) and its training phases (:meth:`AdapterConfig.phases`: which
+model each phase trains; :meth:`DepthAdapter.begin_phase`: what it loads from the previous phase and
+freezes). The training loop runs the phases in order and names none of them.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +30,53 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthcore.geometry import DEPTHCLIP_CROP, crop_shape
-from depthcore.models.depthclip import PROJECTION_KEYS, DepthCLIPHead
-from depthcore.section import AdapterConfig
+from depthcore.config.section import Section
+from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape
+from depthcore.models.heads.depthclip import PROJECTION_KEYS, DepthCLIPHead
 
 INIT_DEPTH = 2.0  # metres: the starting output of heads that predict depth from scratch
+WHOLE_MODEL = ""  # the name of the one phase of an adapter trained in one go
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training phase of an adapter. ``name`` labels its rows of the training curves and its checkpoint
+    (:data:`WHOLE_MODEL` for an adapter trained in one go); ``config``: the settings of the model this phase
+    trains (None: the adapter's own)."""
+
+    name: str
+    config: AdapterConfig | None = None
+
+
+class AdapterConfig(Section):
+    """Settings of one adapter (``adapters.<name>``), and what they imply: the batch fields the adapter reads
+    (so that the data pipeline, and DVC, load exactly those): ``rgb``, ``depth``, ``zeroshot``, ``segments``
+    and ``clip_<layer>`` for cached CLIP layers; ``needs_head`` / ``needs_shallow`` for the small CLIP
+    artifacts; its training phases and their published settings."""
+
+    @abstractmethod
+    def batch_keys(self) -> tuple[str, ...]:
+        """The batch fields the adapter reads."""
+
+    def cached_layers(self) -> tuple[str, ...]:
+        """The cached CLIP layers the adapter reads (from its batch keys)."""
+        return tuple(key.removeprefix("clip_") for key in self.batch_keys() if key.startswith("clip_"))
+
+    def needs_head(self) -> bool:
+        """Whether the adapter needs the DepthCLIP head (text embeddings) artifact."""
+        return False
+
+    def needs_shallow(self) -> bool:
+        """Whether the adapter computes CLIP's shallow layers itself (needs their weights artifact)."""
+        return False
+
+    def phases(self) -> tuple[Phase, ...]:
+        """The training phases, in order (default: the whole model in one phase)."""
+        return (Phase(WHOLE_MODEL),)
+
+    @abstractmethod
+    def published_training(self, phase: str) -> dict:
+        """The authors' training settings for ``phase`` (keys of the train section), for train.preset: published."""
 
 
 def clip_key(layer: str) -> str:
@@ -42,7 +90,7 @@ class AdapterContext:
 
     image_size: (H, W) of the crop-space input; layer_channels / layer_strides: channels and stride of
     each cached CLIP layer; head: the frozen DepthCLIP head (text embeddings, bins) for adapters that need it;
-    shallow: the CLIP stem and layer1 state dict (``depthcore.models.clip_shallow``) for adapters that compute
+    shallow: the CLIP stem and layer1 state dict (``depthcore.models.backbones.clip_shallow``) for adapters that compute
     those layers themselves.
     """
 
@@ -133,6 +181,10 @@ class DepthAdapter(nn.Module):
     def batch_keys(self) -> tuple[str, ...]:
         """Every batch key the adapter reads."""
         return self.cfg.batch_keys()
+
+    def begin_phase(self, phase: str, previous: DepthAdapter | None) -> None:
+        """Prepare this model for training ``phase`` from the model the previous phase trained (None for the
+        first): load what it keeps, freeze what stays fixed. Default: nothing to carry over."""
 
 
 def check_divisible(image_size: tuple[int, int], stride: int, adapter: str) -> None:

@@ -21,10 +21,9 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from depthcore.models.adapters.base import AdapterContext, DepthAdapter, clip_key
+from depthcore.models.adapters.base import AdapterConfig, AdapterContext, DepthAdapter, clip_key
 from depthcore.models.adapters.registry import register
-from depthcore.models.depthclip import cosine_depth
-from depthcore.section import AdapterConfig
+from depthcore.models.heads.depthclip import cosine_depth
 
 LAYER = "layer4"
 # Published training (configs/nyu/depth_adapter/RN50.yml): SGD, x0.1 every 10 epochs, L1 + 0.001 smoothness.
@@ -65,7 +64,7 @@ class ClipAdapterConfig(AdapterConfig):
     def needs_head(self) -> bool:
         return True
 
-    def published_training(self, phase: str = "") -> dict:
+    def published_training(self, phase: str) -> dict:
         return PUBLISHED_TRAINING
 
 

@@ -10,7 +10,8 @@ and ``depth_refine.py``): Eigen et al.'s coarse/fine design with CLIP's zero-sho
   conv 5 x 5 -> 1: the depth, used directly (no residual).
 
 ``training: two_stage`` (published) trains the coarse net first (its own preset), then freezes it while the
-refine layers train (:func:`depthcore.run.train_model` runs the phases); ``joint`` trains both at once.
+refine layers train (the adapter's two training phases, :meth:`CoarseFineConfig.phases`); ``joint`` trains both
+at once.
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from depthcore.geometry import normalise_imagenet
-from depthcore.models.adapters.base import AdapterContext, DepthAdapter, check_divisible, clip_key
+from depthcore.geometry.frame import normalise_imagenet
+from depthcore.models.adapters.base import (
+    WHOLE_MODEL,
+    AdapterConfig,
+    AdapterContext,
+    DepthAdapter,
+    Phase,
+    check_divisible,
+    clip_key,
+)
 from depthcore.models.adapters.registry import register
-from depthcore.models.depthclip import cosine_depth
-from depthcore.section import AdapterConfig
+from depthcore.models.heads.depthclip import cosine_depth
 
 FINE_STRIDE = 4  # output stride of the coarse map and of the refine net
 REFINE_FEATURES, REFINE_CHANNELS = 63, 64
@@ -43,7 +51,7 @@ COARSE_TRAINING = {
     "smoothness": 0.001,
 }
 REFINE_TRAINING = COARSE_TRAINING | {"lr": 0.002}
-PHASES = ("coarse", "refine")
+COARSE_PHASE, REFINE_PHASE = "coarse", "refine"
 
 
 class CoarseFineConfig(AdapterConfig):
@@ -63,12 +71,16 @@ class CoarseFineConfig(AdapterConfig):
             )
         return self
 
-    def phases(self) -> tuple[str, ...]:
-        """The training phases: ('coarse', 'refine') for two-stage training, else one joint phase ('',)."""
-        return PHASES if self.training == "two_stage" else ("",)
+    def phases(self) -> tuple[Phase, ...]:
+        """Two-stage training: the coarse net alone (a ``mode: coarse`` model), then the full model with that
+        coarse net loaded and frozen while the refine net trains; joint training: one phase."""
+        if self.training != "two_stage":
+            return (Phase(WHOLE_MODEL),)
+        coarse_only = self.model_copy(update={"mode": "coarse", "training": "joint"})
+        return (Phase(COARSE_PHASE, coarse_only), Phase(REFINE_PHASE))
 
-    def published_training(self, phase: str = "") -> dict:
-        return REFINE_TRAINING if phase == "refine" else COARSE_TRAINING
+    def published_training(self, phase: str) -> dict:
+        return REFINE_TRAINING if phase == REFINE_PHASE else COARSE_TRAINING
 
 
 class CoarseRefineConfig(CoarseFineConfig):
@@ -114,7 +126,7 @@ class Refine(nn.Module):
 
 class CoarseFineAdapter(DepthAdapter):
     """A coarse network (batch -> B x 1 x H/4 x W/4) and, for ``coarse_refined``, the refine net. Depth at
-    stride 4, metres. ``freeze_coarse()`` stops the coarse part's training (the second of two stages)."""
+    stride 4, metres. In the refine phase of two-stage training the coarse net is the coarse phase's, frozen."""
 
     output_stride = FINE_STRIDE
 
@@ -127,8 +139,10 @@ class CoarseFineAdapter(DepthAdapter):
         coarse = self.coarse(batch)
         return coarse if self.refine is None else self.refine(batch["rgb"], coarse)
 
-    def freeze_coarse(self) -> None:
-        self.coarse.requires_grad_(False)
+    def begin_phase(self, phase: str, previous: DepthAdapter | None) -> None:
+        if phase == REFINE_PHASE:
+            self.coarse.load_state_dict(previous.coarse.state_dict())
+            self.coarse.requires_grad_(False)
 
 
 class ZeroShotCoarse(nn.Module):

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from depthcore.geometry import normalise_imagenet
+from depthcore.geometry.frame import normalise_imagenet
 from depthcore.models.adapters.base import AdapterContext, check_divisible
 from depthcore.models.adapters.coarse_refine import FINE_STRIDE, CoarseFineAdapter, CoarseFineConfig
 from depthcore.models.adapters.registry import register

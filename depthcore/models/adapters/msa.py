@@ -2,7 +2,7 @@
 
 Decoders (``decoder``):
 
-- ``published`` (:mod:`depthcore.models.adapters.msa_published`): the authors' U-Net: a bridge of two conv
+- ``published`` (:mod:`depthcore.models.adapters._msa_unet`): the authors' U-Net: a bridge of two conv
   blocks over layer4, five transposed-conv up-blocks with BatchNorm skipping layer3, layer2, layer1, the stem
   (stride 2, before its pool) and the image; ``widths`` = bridge + up-block widths (published
   2048, 1024, 512, 256, 128, 64: about 124 M parameters);
@@ -39,12 +39,24 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from depthcore.geometry import CLIP_LAYER_STRIDES, CLIP_LAYERS, normalise_imagenet
-from depthcore.models.adapters.base import INIT_DEPTH, AdapterContext, DepthAdapter, check_divisible, clip_key
-from depthcore.models.adapters.msa_published import PUBLISHED_MAX_DEPTH, PublishedMSA, bounded_residual, initial_depth
+from depthcore.geometry.frame import CLIP_LAYER_STRIDES, CLIP_LAYERS, normalise_imagenet
+from depthcore.models.adapters._msa_unet import (
+    PUBLISHED_MAX_DEPTH,
+    ConvBlock,
+    PublishedMSA,
+    bounded_residual,
+    initial_depth,
+)
+from depthcore.models.adapters.base import (
+    INIT_DEPTH,
+    AdapterConfig,
+    AdapterContext,
+    DepthAdapter,
+    check_divisible,
+    clip_key,
+)
 from depthcore.models.adapters.registry import register
-from depthcore.models.clip_shallow import build_clip_shallow
-from depthcore.section import AdapterConfig
+from depthcore.models.backbones.clip_shallow import build_clip_shallow
 
 Layer = Literal["stem", "layer1", "layer2", "layer3", "layer4"]
 SHALLOW_LAYERS = ("stem", "layer1")
@@ -117,7 +129,7 @@ class MsaConfig(AdapterConfig):
     def needs_shallow(self) -> bool:
         return self.shallow == "compute" and any(layer in SHALLOW_LAYERS for layer in self.layers)
 
-    def published_training(self, phase: str = "") -> dict:
+    def published_training(self, phase: str) -> dict:
         return PUBLISHED_TRAINING
 
 
@@ -156,13 +168,8 @@ def segment_mean(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def conv_block(in_ch: int, out_ch: int) -> nn.Sequential:
-    """Two 3 x 3 conv + ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(out_ch, out_ch, 3, padding=1),
-        nn.ReLU(inplace=True),
-    )
+    """Two 3 x 3 conv + ReLU blocks (no BatchNorm): the narrow decoder's unit."""
+    return nn.Sequential(ConvBlock(in_ch, out_ch, norm=False), ConvBlock(out_ch, out_ch, norm=False))
 
 
 class NarrowDecoder(nn.Module):

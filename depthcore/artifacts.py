@@ -1,0 +1,74 @@
+"""The small safetensors artifacts adapters are built from, written by the feature stages: the DepthCLIP head
+(``clip_head``: prompt embeddings, bins, attention-pool projections) and CLIP's frozen stem + layer1
+(``clip_shallow``). Deterministic bytes, no pickle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from depthcore.errors import DepthcoreError
+from depthcore.io import atomic_path
+from depthcore.models.heads.depthclip import PROJECTION_KEYS, DepthCLIPHead
+
+
+class ArtifactError(DepthcoreError, ValueError):
+    """An artifact is missing or unreadable; the message names the stage that rebuilds it."""
+
+
+def save_head(path: Path | str, head: DepthCLIPHead, *, weights: dict[str, Any]) -> Path:
+    """The head as safetensors (deterministic bytes): its buffers, with temperature, dense mode and the
+    CLIP weights manifest as metadata."""
+    from safetensors.torch import save_file
+
+    meta = {"temperature": head.temperature, "dense": head.dense, "weights": weights}
+    tensors = {name: value.contiguous() for name, value in head.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"depthcore": json.dumps(meta, sort_keys=True)})
+    return Path(path)
+
+
+def load_head(path: Path | str) -> DepthCLIPHead:
+    """The head saved by :func:`save_head` (CPU, float32)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path} does not exist: run `dvc repro clip_head`")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads(fh.metadata()["depthcore"])
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+    except Exception as exc:
+        raise ArtifactError(f"{path} is not a readable head artifact ({exc}): rerun `dvc repro clip_head`") from exc
+    projections = {key: tensors[key] for key in PROJECTION_KEYS if key in tensors} or None
+    return DepthCLIPHead(
+        text_embeddings=tensors["text"],
+        bins=tensors["bins"],
+        temperature=meta["temperature"],
+        dense=meta["dense"],
+        projections=projections,
+    )
+
+
+def save_shallow(path: Path | str, state: dict[str, torch.Tensor]) -> Path:
+    """The stem and layer1 state dict (:func:`depthcore.models.backbones.clip_shallow.shallow_state_dict`) as a
+    small safetensors artifact (deterministic bytes)."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    return Path(path)
+
+
+def load_shallow(path: Path | str) -> dict[str, torch.Tensor]:
+    """The state dict :func:`save_shallow` wrote (input of ``clip_shallow.build_clip_shallow``)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path} does not exist: run `dvc repro clip_features`")
+    return load_file(str(path))

@@ -1,0 +1,340 @@
+"""The one typed, validated object for the whole ``params.yaml``.
+
+Every stage validates the whole file (every section and the cross-section rules) before any work,
+then reads only the sections it declares in ``dvc.yaml``. Validation only accepts or refuses: it
+passes every value through unchanged (a test checks the round trip) and holds no defaults, so no
+stage depends on this module and editing it re-runs nothing. Errors name the dotted key, the bad
+value and what would be accepted.
+
+``depthcore`` never reads ``params.yaml`` on its own: a stage (or a test) passes the path or the dict.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, create_model, model_validator
+
+from depthcore.config.overrides import with_overrides
+from depthcore.config.section import Section
+from depthcore.data.splits import n_test_scenes
+from depthcore.errors import ConfigError
+from depthcore.geometry.frame import CLIP_LAYERS
+from depthcore.losses.registry import LOSSES
+from depthcore.models.adapters.registry import ADAPTERS
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Count = Annotated[int, Field(ge=1)]
+Layer = Literal["stem", "layer1", "layer2", "layer3", "layer4"]
+assert typing.get_args(Layer) == CLIP_LAYERS
+
+
+# --------------------------------------------------------------------------------------------- data
+class NYUv2Source(Section):
+    """Where the official NYU Depth v2 labelled set and its split file come from."""
+
+    url: str
+    splits_url: str
+
+
+class SyntheticSource(Section):
+    """Rendered 480 x 640 indoor rooms: ``images`` views, ``views_per_room`` per room (= scene)."""
+
+    images: Count
+    seed: int
+    views_per_room: Count
+
+
+class DataSection(Section):
+    """``data``: the source and the validation carve (whole training scenes, seeded)."""
+
+    source: Literal["nyuv2", "synthetic"]
+    val_fraction: Annotated[float, Field(ge=0, lt=1)]
+    split_seed: int
+    nyuv2: NYUv2Source
+    synthetic: SyntheticSource
+
+
+class EvalSection(Section):
+    """``eval``: depth range in metres (the Eigen crop is fixed, depthcore.geometry.frame)."""
+
+    min_depth: Positive
+    max_depth: Positive
+    median_scaling: bool
+    figure_images: Annotated[int, Field(ge=0)]
+
+
+# ------------------------------------------------------------------------------------------- models
+class ClipSection(Section):
+    """``clip``: ``pretrained`` is 'openai', 'none' (seeded random init) or a file under weights/clip/."""
+
+    model: str
+    pretrained: Annotated[str, Field(min_length=1)]
+    init_seed: int
+    cache_layers: tuple[Layer, ...]
+
+
+class DepthclipSection(Section):
+    """``depthclip``: the zero-shot head (prompt, depth classes, bins in metres)."""
+
+    template: str
+    object: str
+    classes: tuple[str, ...]
+    bins: tuple[Positive, ...]
+    temperature: Positive
+    dense: Literal["depthclip", "maskclip"]
+
+
+class SamSection(Section):
+    """``sam``: ``pretrained`` is 'official', 'none' or a file under weights/sam/; then the mask
+    generator's knobs."""
+
+    model: Literal["vit_b", "vit_l", "vit_h"]
+    pretrained: Annotated[str, Field(min_length=1)]
+    init_seed: int
+    points_per_side: Count
+    pred_iou_thresh: Fraction
+    stability_score_thresh: Fraction
+    min_mask_region_area: Annotated[int, Field(ge=0)]
+
+
+class FelzenszwalbSection(Section):
+    """skimage.segmentation.felzenszwalb settings."""
+
+    scale: Positive
+    sigma: NonNegative
+    min_size: Annotated[int, Field(ge=0)]
+
+
+class SegmentsSection(Section):
+    """``segments``: which segment map the adapters see (``none``: no segment input)."""
+
+    method: Literal["sam", "gt", "felzenszwalb", "none"]
+    felzenszwalb: FelzenszwalbSection
+
+
+class TrainSection(Section):
+    """``train``: the optimisation loop. ``preset: published`` uses the chosen adapter's published settings
+    (optimizer, lr, weight decay, momentum, schedule, epochs, batch size, smoothness) instead of the values
+    here; ``custom`` uses these. ``max_epochs`` caps the epochs either way (null: no cap). ``select``: the
+    checkpoint kept (best on the val split, or the last epoch). ``color_jitter``: each training image's RGB
+    (the adapter's input, not the cached CLIP features) scaled by U(1 - j, 1 + j). AMP on CUDA only."""
+
+    preset: Literal["published", "custom"]
+    max_epochs: Annotated[int, Field(ge=1)] | None
+    select: Literal["val", "last"]
+    color_jitter: Annotated[float, Field(ge=0, lt=1)]
+    smoothness: NonNegative
+    epochs: Count
+    batch_size: Count
+    lr: Positive
+    weight_decay: NonNegative
+    optimizer: Literal["adam", "adamw", "sgd"]
+    momentum: NonNegative
+    schedule: Literal["constant", "cosine", "step"]
+    step_epochs: Count
+    gamma: Annotated[float, Field(gt=0, le=1)]
+    flip: bool
+    amp: bool
+    grad_clip: NonNegative
+
+
+class PairsSection(Section):
+    """``pairs``: the second view of every image, for losses that read one (the pairs stage). ``method``: where
+    the views come from (dataset: the dataset's own; homography: the paper's in-plane warp; reproject: rendered
+    from ground-truth depth, an upper bound); the rest seed the generated motions and bound them."""
+
+    method: Literal["dataset", "homography", "reproject"]
+    seed: int
+    max_rotation_deg: Annotated[float, Field(gt=0, le=45)]
+    max_shift_px: Positive
+    plane_depth_m: Positive
+    max_translation_m: Annotated[float, Field(gt=0, le=2)]
+
+
+class PaperSection(Section):
+    """``paper``: the grid of paper/dvc.yaml: the seeds of every trained row, the rows (null: all of
+    paper/rows.yaml) and a cap on every run's epochs (null: the preset's), e.g. for smoke runs."""
+
+    seeds: Annotated[tuple[int, ...], Field(min_length=1)]
+    rows: tuple[str, ...] | None
+    max_epochs: Annotated[int, Field(ge=1)] | None
+
+
+class RuntimeSection(Section):
+    """``runtime``: how fast, never what. No stage declares these: they cannot change an output."""
+
+    clip_batch_size: Count
+    sam_points_per_batch: Count
+    num_workers: Annotated[int, Field(ge=0)]
+    eval_batch_size: Count
+
+
+def _plugin_sections(registry, key: str):
+    """The section of every plugin of ``registry`` (params ``<key>.<name>``) and the Literal of their names."""
+    plugins = registry.all()
+    section = create_model(
+        f"{key.title()}Section",
+        __base__=Section,
+        __doc__=f"``{key}``: one section per registered {registry.kind} (only the chosen one is used).",
+        **{name: (plugin.config, ...) for name, plugin in plugins.items()},
+    )
+    return section, Literal[tuple(plugins)]  # type: ignore[valid-type]
+
+
+AdaptersSection, AdapterName = _plugin_sections(ADAPTERS, "adapters")
+LossesSection, LossName = _plugin_sections(LOSSES, "losses")
+
+
+class Params(Section):
+    """The whole ``params.yaml``."""
+
+    data: DataSection
+    eval: EvalSection
+    clip: ClipSection
+    depthclip: DepthclipSection
+    sam: SamSection
+    segments: SegmentsSection
+    pairs: PairsSection
+    seed: int
+    adapter: AdapterName  # type: ignore[valid-type]
+    loss: LossName  # type: ignore[valid-type]
+    train: TrainSection
+    adapters: AdaptersSection  # type: ignore[valid-type]
+    losses: LossesSection  # type: ignore[valid-type]
+    paper: PaperSection
+    runtime: RuntimeSection
+
+    @property
+    def adapter_config(self):
+        """The settings of the chosen adapter (``adapters.<adapter>``)."""
+        return getattr(self.adapters, self.adapter)
+
+    @property
+    def loss_config(self):
+        """The settings of the chosen loss (``losses.<loss>``)."""
+        return getattr(self.losses, self.loss)
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> Params:
+        for message in cross_section_errors(self):
+            raise ValueError(message)
+        return self
+
+
+def cross_section_errors(p: Params) -> list[str]:
+    """Settings of different sections that contradict each other, as messages naming the keys."""
+    errors = []
+    if p.eval.max_depth <= p.eval.min_depth:
+        errors.append(f"params 'eval.max_depth' ({p.eval.max_depth}) must exceed 'eval.min_depth' ({p.eval.min_depth})")
+    if len(p.depthclip.classes) != len(p.depthclip.bins) or len(p.depthclip.bins) < 2:
+        errors.append(
+            f"params 'depthclip': {len(p.depthclip.classes)} classes but {len(p.depthclip.bins)} bins; give one "
+            "bin depth (metres) per class, at least two"
+        )
+    if "{depth_class}" not in p.depthclip.template:
+        errors.append(f"params 'depthclip.template' must contain '{{depth_class}}', got {p.depthclip.template!r}")
+    if len(set(p.clip.cache_layers)) != len(p.clip.cache_layers):
+        errors.append(f"params 'clip.cache_layers': duplicate layer names {list(p.clip.cache_layers)}")
+    cfg = p.adapter_config
+    missing = [layer for layer in cfg.cached_layers() if layer not in p.clip.cache_layers]
+    if missing:
+        errors.append(
+            f"params 'adapters.{p.adapter}' reads the CLIP layer(s) {missing}, which 'clip.cache_layers' "
+            f"({list(p.clip.cache_layers)}) does not cache: add them to clip.cache_layers or change the adapter"
+        )
+    if "segments" in cfg.batch_keys() and p.segments.method == "none":
+        errors.append(
+            f"params 'adapters.{p.adapter}' reads a segment map but 'segments.method' is 'none': set "
+            "segments.method (sam, gt, felzenszwalb) or switch the adapter's segment input off"
+        )
+    if p.data.val_fraction == 0 and p.train.select == "val":
+        errors.append(
+            "params 'data.val_fraction' is 0 but 'train.select' is 'val': there is no val split to select on; "
+            "set train.select: last (train on every training image, keep the last epoch) or data.val_fraction > 0"
+        )
+    if p.loss_config.needs_pairs and p.pairs.method == "dataset" and p.data.source != "synthetic":
+        errors.append(
+            f"params 'pairs.method' is 'dataset' but data.source {p.data.source!r} has no second views (NYUv2's "
+            f"labelled set has single images), which loss {p.loss!r} reads: use pairs.method homography (the "
+            "paper's) or reproject"
+        )
+    if p.data.source == "synthetic":
+        errors += synthetic_split_errors(p.data)
+    return errors
+
+
+def synthetic_split_errors(data: DataSection) -> list[str]:
+    """Enough rendered rooms for a test split, a training split and (when carved) a val split."""
+    syn = data.synthetic
+    rooms = math.ceil(syn.images / syn.views_per_room)
+    train_rooms = rooms - n_test_scenes(rooms)
+    needed = 2 if data.val_fraction > 0 else 1
+    if rooms >= 2 and train_rooms >= needed:
+        return []
+    return [
+        f"params 'data.synthetic': {syn.images} images at {syn.views_per_room} views_per_room make {rooms} room(s); "
+        f"the splits need at least one test room and {needed} training room(s) (val is carved from whole "
+        "training rooms). Raise data.synthetic.images or lower data.synthetic.views_per_room"
+    ]
+
+
+# ------------------------------------------------------------------------------------------ loading
+def load_params(path: Path | str, overrides: Mapping[str, Any] | None = None) -> Params:
+    """Read and validate a params file, optionally with dotted-key ``overrides`` applied first."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run the stages from the repository root (dvc repro does)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return validate_params(with_overrides(raw, overrides or {}))
+
+
+def validate_params(raw: Mapping[str, Any]) -> Params:
+    """The validated :class:`Params` of a params dict; ConfigError listing every problem otherwise."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"params: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")  # a typo'd key reads first
+        raise ConfigError("; ".join(_describe(error) for error in errors)) from None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = [part for part in error["loc"] if isinstance(part, str | int)]
+    key = ".".join(str(part) for part in loc)
+    kind, value = error["type"], error.get("input")
+    if kind == "value_error":  # a rule of a section (named by loc) or across sections (names its keys)
+        return f"params '{key}': {error['ctx']['error']}" if key else str(error["ctx"]["error"])
+    if kind == "extra_forbidden":
+        return f"params '{key}': unknown key; valid keys are {sorted(_annotation_at(loc[:-1]).model_fields)}"
+    if kind == "missing":
+        return f"params '{key}': missing (every key is set in params.yaml; see the repository's copy for the defaults)"
+    if kind == "literal_error":
+        valid = list(typing.get_args(_annotation_at(loc)))
+        return f"params '{key}': unknown value {value!r}; valid values are {valid}"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    return f"params '{key or 'root'}': {message}, got {value!r}"
+
+
+def _annotation_at(loc: list[str | int]) -> Any:
+    """The type annotation at a validation error's location (for the list of valid keys / values)."""
+    tp: Any = Params
+    for part in loc:
+        if isinstance(part, int):
+            tp = typing.get_args(tp)[0]
+        else:
+            tp = tp.model_fields[part].annotation
+        while typing.get_origin(tp) is Annotated:
+            tp = typing.get_args(tp)[0]
+    return tp

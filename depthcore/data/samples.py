@@ -1,0 +1,136 @@
+"""Training samples: per-image crop-space tensors from the prepared and cached stores.
+
+:class:`TrainingDataset` reads, for the dataset rows it is given, exactly the requested keys from
+the stores that hold them, all cropped to the DepthCLIP crop (416 x 544 on NYUv2), plus ``index``:
+
+- ``rgb`` 3 x h x w float32 in [0, 1]; ``depth`` 1 x h x w float32 metres, 0 = invalid (``dataset``)
+- ``clip_<layer>`` C x h/s x w/s float16, the cached features of the image as seen (``features``)
+- ``zeroshot`` 1 x h x w float32 metres (``zeroshot``); ``segments`` h x w int64 ids, 0 = none (``segments``)
+- ``pair_rgb`` 3 x h x w, ``pair_pose`` 4 x 4 (target-to-source), ``pair_valid`` h x w bool (``pairs``);
+  ``intrinsics`` 3 x 3 (crop pixels, from the dataset)
+
+``flip``: ``"none"`` returns every image as stored; ``"random"`` mirrors an image with probability 1/2,
+drawn from the run's ``flip`` stream at (phase, epoch, index) (:mod:`depthcore.seeding`), so the choice is
+the same in any worker and after a resume (call :meth:`set_epoch`). A mirrored sample is consistent
+throughout: RGB, targets, zero-shot depth, segments and the second view are flipped, the CLIP features are
+the cached features *of the flipped image* (view 1 of the store), the pose is mirrored (x -> -x) and the
+principal point reflected. With ``with_flipped=True`` each ``clip_<layer>`` also comes as
+``clip_<layer>_flipped`` (for flip averaging at prediction time, :func:`depthcore.data.batch.mirror_batch`).
+
+Stores are opened read-only and lazily in each process, so the dataset is safe in DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from depthcore.data.batch import ARRAY_OF, CLIP_PREFIX, FLIPPED_SUFFIX, mirror_batch, store_of
+from depthcore.data.store import Store, StoreError
+from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape, crop_tensor
+from depthcore.seeding import numpy_generator
+
+FLIP_MODES = ("none", "random")
+
+
+class TrainingDataset(Dataset):
+    """Crop-space samples of the dataset rows ``indices`` (see the module docstring for the keys).
+
+    stores: store name (dataset, features, zeroshot, segments) -> path; only those the keys need are read.
+    """
+
+    def __init__(
+        self,
+        *,
+        stores: Mapping[str, Path | str],
+        indices: np.ndarray,
+        keys: tuple[str, ...],
+        flip: str = "none",
+        seed: int = 0,
+        with_flipped: bool = False,
+        crop: tuple[int, int, int, int] = DEPTHCLIP_CROP,
+    ):
+        if flip not in FLIP_MODES:
+            raise ValueError(f"unknown flip mode {flip!r}; valid modes are {list(FLIP_MODES)}")
+        self.keys = tuple(dict.fromkeys(keys))
+        needed = {"dataset"} | {store_of(key) for key in self.keys}
+        missing = sorted(needed - set(stores))
+        if missing:
+            raise ValueError(f"batch keys {list(self.keys)} need the store(s) {missing}, which were not given")
+        required: dict[str, set[str]] = {name: set() for name in needed}
+        for key in self.keys:
+            required[store_of(key)].add(
+                key.removeprefix(CLIP_PREFIX) if key.startswith(CLIP_PREFIX) else ARRAY_OF.get(key, key)
+            )
+        self.stores = {name: Store(stores[name], required=tuple(sorted(required[name]))) for name in needed}
+        n = self.stores["dataset"].shape("rgb")[0]
+        for name, store in self.stores.items():
+            for array in required[name]:
+                if store.shape(array)[0] != n:
+                    raise StoreError(
+                        f"{store.path} holds {store.shape(array)[0]} images but {self.stores['dataset'].path} holds "
+                        f"{n}: the store was built from another dataset; rerun `dvc repro`"
+                    )
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.flip = flip
+        self.seed = int(seed)
+        self.epoch = self.phase = 0
+        self.with_flipped = with_flipped
+        self.crop = crop
+        fx, fy, cx, cy = self.stores["dataset"].attrs.get("intrinsics", (0.0, 0.0, 0.0, 0.0))
+        top, _, left, _ = crop
+        self.intrinsics = torch.tensor([[fx, 0, cx - left], [0, fy, cy - top], [0, 0, 1]], dtype=torch.float32)
+        self.image_size = crop_shape(crop)
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def set_epoch(self, epoch: int, phase: int = 0) -> None:
+        """Select the random flips of ``epoch`` of training phase ``phase`` (call before iterating)."""
+        self.epoch, self.phase = int(epoch), int(phase)
+
+    def is_flipped(self, index: int) -> bool:
+        """Whether image ``index`` (a dataset row) is mirrored in the current epoch (the run's ``flip`` stream)."""
+        if self.flip == "none":
+            return False
+        return bool(numpy_generator(self.seed, "flip", self.phase, self.epoch, int(index)).random() < 0.5)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        i = int(self.indices[item])
+        flipped = self.is_flipped(i)
+        sample: dict[str, torch.Tensor] = {"index": torch.tensor(i, dtype=torch.int64)}
+        for key in self.keys:
+            store = self.stores[store_of(key)]
+            if key.startswith(CLIP_PREFIX):
+                views = store.read(key.removeprefix(CLIP_PREFIX), i)  # 2 x C x h x w: image, mirrored image
+                sample[key] = torch.from_numpy(views[int(flipped)])
+                if self.with_flipped:
+                    sample[key + FLIPPED_SUFFIX] = torch.from_numpy(views[1 - int(flipped)])
+            elif key in ("rgb", "pair_rgb"):
+                rgb = crop_tensor(store.read(key, i).transpose(2, 0, 1), self.crop)
+                sample[key] = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)
+            elif key in ("depth", "zeroshot"):
+                sample[key] = _crop_map(store.read(ARRAY_OF.get(key, key), i), self.crop)[None]
+            elif key == "segments":
+                labels = crop_tensor(store.read("labels", i), self.crop)
+                sample[key] = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64))
+            elif key == "pair_pose":
+                sample[key] = torch.from_numpy(store.read(key, i).astype(np.float32))
+            elif key == "pair_valid":
+                sample[key] = torch.from_numpy(np.ascontiguousarray(crop_tensor(store.read(key, i), self.crop)))
+            elif key == "intrinsics":
+                sample[key] = self.intrinsics.clone()
+        if flipped:  # features were already taken from the mirrored view
+            sample = mirror_batch({k: v for k, v in sample.items() if not k.startswith(CLIP_PREFIX)}) | {
+                k: v for k, v in sample.items() if k.startswith(CLIP_PREFIX)
+            }
+        return sample
+
+
+def _crop_map(values: np.ndarray, crop: tuple[int, int, int, int]) -> torch.Tensor:
+    """H x W store slice -> h x w float32 tensor of the crop."""
+    return torch.from_numpy(np.ascontiguousarray(crop_tensor(np.asarray(values, dtype=np.float32), crop)))

@@ -1,0 +1,88 @@
+"""The reporting stages: ``evaluate`` (a trained checkpoint on the test split) and ``zeroshot_report`` (the
+zero-shot predictions), each with the one protocol, the constant train-mean baseline beside it, and a figure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+from torch.utils.data import DataLoader
+
+from depthcore.config.paths import Paths
+from depthcore.data.batch import store_paths
+from depthcore.data.samples import TrainingDataset
+from depthcore.data.splits import read_split, split_indices
+from depthcore.data.store import ResumableStore, Store
+from depthcore.device import default_device
+from depthcore.evaluation.report import write_report
+from depthcore.geometry.frame import DEPTHCLIP_CROP, NYU_HEIGHT, NYU_WIDTH
+from depthcore.models.predict import iter_predictions
+from depthcore.training.checkpoint import build_from_checkpoint, load_checkpoint
+
+
+def predict_to_store(
+    model: nn.Module,
+    loader: DataLoader,
+    out: Path | str,
+    *,
+    n_images: int,
+    attrs: Mapping[str, Any],
+    progress: bool = True,
+) -> Path:
+    """Write ``out`` with ``depth`` (n_images, 480, 640) float32 metres: ``loader``'s images filled, 0 elsewhere
+    (atomic, like every store; quick, so never resumed). The model runs on the device its weights are on."""
+    device = next(model.parameters()).device
+    store = ResumableStore(out, key=None)
+    depth = store.array("depth", (n_images, NYU_HEIGHT, NYU_WIDTH), np.float32)
+    for indices, preds in iter_predictions(model, loader, device=device, progress=progress):
+        for index, pred in zip(indices, preds, strict=True):
+            depth[int(index)] = pred
+    store.mark_done(n_images)
+    return store.commit(attrs)
+
+
+def evaluate_checkpoint(params, paths: Paths, *, progress: bool = True) -> dict[str, Any]:
+    """The evaluate stage: predict the test images with the checkpoint and write the report."""
+    meta, state = load_checkpoint(paths.model)
+    features = Store(paths.clip_features).attrs if meta["features"]["layers"] else None
+    model = build_from_checkpoint(meta, state, adapter=params.adapter, features_attrs=features)
+    dataset = Store(paths.dataset, required=("rgb", "depth", "depth_eval", "split", "scene"))
+    test_set = TrainingDataset(
+        stores=store_paths(paths),
+        indices=split_indices(dataset.read("split"), "test"),
+        keys=model.batch_keys(),
+        with_flipped=True,
+    )
+    loader = DataLoader(test_set, batch_size=params.runtime.eval_batch_size, num_workers=params.runtime.num_workers)
+    predict_to_store(
+        model.to(default_device()),
+        loader,
+        paths.predictions,
+        n_images=dataset.shape("depth_eval")[0],
+        attrs={"depth_unit": "m", "crop": list(DEPTHCLIP_CROP), "split": "test", "predictor": meta["adapter"]},
+        progress=progress,
+    )
+    return _report(params, paths, Store(paths.predictions, required=("depth",)), meta["adapter"], dataset=dataset)
+
+
+def zeroshot_report(params, paths: Paths) -> dict[str, Any]:
+    """The zeroshot_report stage: the zero-shot predictions' test metrics and figure."""
+    return _report(params, paths, Store(paths.zeroshot, required=("depth",)), "DepthCLIP zero-shot", zeroshot=True)
+
+
+def _report(params, paths: Paths, predictions: Store, label: str, *, dataset=None, zeroshot=False) -> dict[str, Any]:
+    """The report of ``predictions`` (the zero-shot ones or the model's) into the stage's metrics and figure."""
+    dataset = dataset or Store(paths.dataset, required=("rgb", "depth", "depth_eval", "split", "scene"))
+    return write_report(
+        predictions,
+        dataset,
+        read_split(paths.split, dataset.shape("rgb")[0]),
+        cfg=params.eval,
+        metrics_path=paths.zeroshot_metrics if zeroshot else paths.eval_metrics,
+        figure_path=paths.zeroshot_figure if zeroshot else paths.eval_figure,
+        figure_columns=[(label, predictions)],
+        per_image_path=None if zeroshot else paths.eval_per_image,
+    )

@@ -1,0 +1,1 @@
+"""Frozen foundation models: the CLIP backbone (and its shallow end) and SAM."""

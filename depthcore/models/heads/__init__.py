@@ -1,0 +1,1 @@
+"""Heads that turn frozen features into depth without training: DepthCLIP."""

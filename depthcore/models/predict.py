@@ -1,0 +1,65 @@
+"""Prediction with a trained adapter, shared by validation (during training) and evaluation.
+
+A batch loaded with ``with_flipped=True`` is predicted like the zero-shot baseline: the prediction of
+the image and of its mirror image (flipped back) are averaged at the model's output stride and
+upsampled bilinearly (align_corners=True) to the crop (:func:`predict_crop`); evaluation pastes that
+into the 480 x 640 frame (:func:`iter_predictions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from depthcore.data.batch import mirror_batch
+from depthcore.device import autocast
+from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape, flip_average, paste_prediction
+
+CROP_SIZE = crop_shape(DEPTHCLIP_CROP)
+
+
+def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of ``batch`` on ``device`` (non-blocking from pinned memory)."""
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def upsample_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """B x 1 x h x w at a stride of the crop -> B x 1 x H x W (bilinear, align_corners=True as paste)."""
+    if tuple(pred.shape[-2:]) == tuple(size):
+        return pred
+    return F.interpolate(pred, size=size, mode="bilinear", align_corners=True)
+
+
+@torch.no_grad()
+def predict_crop(
+    model: nn.Module, batch: dict[str, torch.Tensor], *, amp: bool = False, size: tuple[int, int] = CROP_SIZE
+) -> torch.Tensor:
+    """Flip-averaged prediction B x 1 x H x W at the crop (metres, float32; ``size`` = H x W, the DepthCLIP
+    crop) for a batch loaded with ``with_flipped=True``."""
+    device = next(iter(batch.values())).device
+    with autocast(device, amp):
+        pred = model(batch).float()
+        pred_mirrored = model(mirror_batch(batch)).float()
+    return upsample_to(flip_average(pred, pred_mirrored), size)
+
+
+def iter_predictions(
+    model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False, progress: bool = False
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """For each batch of ``loader`` (loaded with ``with_flipped=True``): its dataset rows (B,) and full-frame
+    predictions B x 480 x 640 (metres, numpy; 0 outside the crop) of :func:`predict_crop`, in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
+            indices = batch.pop("index").numpy()
+            pred = predict_crop(model, to_device(batch, device), amp=amp)
+            yield indices, paste_prediction(pred)[:, 0].cpu().numpy()
+    finally:
+        model.train(was_training)

@@ -1,0 +1,106 @@
+"""Self-describing adapter checkpoints: safetensors weights + JSON metadata, no pickle.
+
+A checkpoint holds the adapter's state dict and, in the safetensors header, the metadata needed to
+rebuild it (adapter name and settings, the context it was built from, the identity of the CLIP
+features it was trained on) plus the run's record (loss, seed, train settings, best epoch, val
+metrics, curves). The bytes are deterministic: a resumed training writes exactly the checkpoint of
+an uninterrupted one, so DVC sees the same hash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from depthcore.errors import DepthcoreError
+from depthcore.io import atomic_path
+from depthcore.models.adapters.base import AdapterContext, DepthAdapter
+from depthcore.models.adapters.registry import ADAPTERS, build_adapter
+
+FORMAT = "depthcore-adapter-2"
+META_KEY = "depthcore"
+FEATURE_IDENTITY_KEYS = ("weights", "crop", "normalisation")
+
+
+class CheckpointError(DepthcoreError, ValueError):
+    """A checkpoint is unreadable, of another format or adapter, or does not fit the features."""
+
+
+def save_checkpoint(path: Path | str, *, state_dict: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
+    """Write the weights and ``meta`` (JSON-able) to ``path`` atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {name: value.detach().cpu().contiguous() for name, value in state_dict.items()}
+    header = json.dumps({"format": FORMAT, **meta}, sort_keys=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: header})
+    return Path(path)
+
+
+def load_checkpoint(path: Path | str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(metadata, state dict) of a depthcore checkpoint; CheckpointError if it is not one."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist: run `dvc repro train` first")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {}).get(META_KEY, "{}"))
+            state = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({exc}); rerun `dvc repro train`") from exc
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a depthcore adapter checkpoint (format {FORMAT}); rerun `dvc repro train`"
+        )
+    return meta, state
+
+
+def feature_identity(attrs: Mapping[str, Any], layers: tuple[str, ...]) -> dict[str, Any]:
+    """What the CLIP features an adapter reads depend on (from clip.zarr attrs), for ``layers``."""
+    out = {key: attrs.get(key) for key in FEATURE_IDENTITY_KEYS}
+    out["layers"] = {name: attrs.get("layers", {}).get(name) for name in layers}
+    return json.loads(json.dumps(out))
+
+
+def build_from_checkpoint(
+    meta: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
+    *,
+    adapter: str | None = None,
+    features_attrs: Mapping[str, Any] | None = None,
+) -> DepthAdapter:
+    """The adapter a checkpoint holds, with its weights (strict).
+
+    ``adapter``: the adapter the caller expects (params); ``features_attrs``: attrs of the clip.zarr the
+    model will read. A checkpoint of another adapter, or trained on other features, is refused.
+    """
+    name = meta["adapter"]
+    if adapter is not None and name != adapter:
+        raise CheckpointError(
+            f"the checkpoint holds adapter {name!r} but params ask for {adapter!r}: rerun `dvc repro train` "
+            f"(or set adapter: {name})"
+        )
+    if name not in ADAPTERS.names():
+        raise CheckpointError(f"the checkpoint holds adapter {name!r}, which this version does not have")
+    cfg = ADAPTERS.get(name).config.model_validate(meta["adapter_config"])
+    layers = cfg.cached_layers()
+    if features_attrs is not None and layers:
+        now = feature_identity(features_attrs, layers)
+        if now != meta["features"]:
+            diff = sorted(key for key in now if now[key] != meta["features"].get(key))
+            raise CheckpointError(
+                f"the checkpoint was trained on other CLIP features (differing: {diff}); its features: "
+                f"{meta['features']}; the store's: {now}. Retrain with `dvc repro train`"
+            )
+    model = build_adapter(name, cfg=cfg, context=AdapterContext.from_description(meta["context"]))
+    try:
+        model.load_state_dict(dict(state), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint weights do not fit adapter {name!r}: {exc}") from exc
+    return model

@@ -1,0 +1,84 @@
+"""What a training run depends on, defined once: the artifacts it reads, the params keys its output is a
+function of, and the code of its adapter and loss.
+
+The ``train_inputs`` stage writes all three into ``data/train_inputs.json`` (DVC hashes of the artifacts, the
+keys' values, the content hashes of the two plugins' code); ``train`` and ``evaluate`` depend on that file,
+not on every store, param and plugin module. The paper grid declares the same keys (minus those a row sets
+itself) and the same plugin files per row. So a store, a setting or another adapter's or loss's code the run
+does not use never re-runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from depthcore.config.paths import Paths
+from depthcore.data.batch import store_of, store_paths
+from depthcore.losses.registry import LOSSES
+from depthcore.models.adapters.registry import ADAPTERS
+from depthcore.pipeline.deps import REPO, code_closure, module_path
+from depthcore.training.settings import loss_batch_keys, phase_settings
+
+# train.* keys every run reads; the optimiser keys below only under ``preset: custom`` (a published preset sets
+# them) and some only with the optimiser or schedule that uses them.
+ALWAYS_TRAIN_KEYS = ("preset", "max_epochs", "select", "color_jitter", "flip", "amp", "grad_clip")
+OPTIMISER_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule")
+
+
+def needed_inputs(params, paths: Paths) -> list[Path]:
+    """The artifacts the chosen adapter and loss read (what training and evaluation depend on)."""
+    cfg = params.adapter_config
+    stores = store_paths(paths)
+    needed = [paths.dataset, paths.split]
+    needed += [stores[store_of(key)] for key in cfg.batch_keys() + loss_batch_keys(params)]
+    if cfg.needs_head():
+        needed.append(paths.clip_head)
+    if cfg.needs_shallow():
+        needed.append(paths.clip_shallow)
+    return sorted(set(needed))
+
+
+def run_keys(params) -> list[str]:
+    """The dotted params keys (leaves) a training run's output is a function of, besides its input artifacts
+    and its code: the seed, the adapter and loss with their sections, and the train keys in effect."""
+    keys = ["seed", "adapter", "loss"]
+    keys += [f"adapters.{params.adapter}.{name}" for name in type(params.adapter_config).model_fields]
+    keys += [f"losses.{params.loss}.{name}" for name in type(params.loss_config).model_fields]
+    train = set(ALWAYS_TRAIN_KEYS)
+    phases = phase_settings(params)
+    if params.train.preset == "custom":
+        train |= set(OPTIMISER_KEYS)
+        train |= {"momentum"} if any(s.optimizer == "sgd" for s in phases.values()) else set()
+        train |= {"step_epochs", "gamma"} if any(s.schedule == "step" for s in phases.values()) else set()
+        train |= {"smoothness"} if params.loss_config.uses_train_smoothness else set()
+    return keys + [f"train.{name}" for name in type(params.train).model_fields if name in train]
+
+
+def param_value(params, key: str) -> Any:
+    """The value of dotted ``key`` in ``params`` (JSON form)."""
+    node = params.model_dump(mode="json")
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def plugin_files(params, *, loss: bool = True) -> list[str]:
+    """The project files the chosen adapter's (and ``loss``: loss's) modules run (repository-relative, sorted)."""
+    plugins = [(ADAPTERS, params.adapter)] + ([(LOSSES, params.loss)] if loss else [])
+    files: set[str] = set()
+    for registry, name in plugins:
+        files |= code_closure(module_path(f"{registry.package}.{name}"))
+    return sorted(files)
+
+
+def run_settings(params) -> dict[str, Any]:
+    """Everything a training run depends on besides its input artifacts: the values of :func:`run_keys`, the
+    train settings in effect per phase (for reading; a function of those values), and the content hash of every
+    file of :func:`plugin_files`."""
+    return {
+        "params": {key: param_value(params, key) for key in run_keys(params)},
+        "phases": {phase: settings.to_dict() for phase, settings in phase_settings(params).items()},
+        "code": {f: hashlib.sha256((REPO / f).read_bytes()).hexdigest() for f in plugin_files(params)},
+    }

@@ -1,0 +1,291 @@
+"""The training loop of one phase of an adapter, readable top to bottom.
+
+:func:`train` runs a :class:`Job` (the model, its loss, the two splits, the resolved train settings):
+
+1. optimizer and per-step schedule from the train settings; the device (CUDA when available; AMP there only);
+2. resume from the state file if it was written for the same work (the same ``resume_key``: the stage's
+   input identity), else validate the untrained model (epoch 0, the first row of the curves);
+3. per epoch (:func:`train_epoch`): a seeded shuffle, seeded flips and colour jitter of the model's RGB input,
+   forward, loss (a non-finite loss stops with :class:`TrainingError`, the last good state stays on disk),
+   backward, step; then :func:`validate` on the val split: the run's own loss on the flip-averaged prediction
+   (``validation_error``: the masked error for supervised losses, the photometric error for ssl, so
+   selection never reads ground truth the loss does not); keep the lowest (``select: val``) or the last epoch
+   (``select: last``); save the state (:func:`save_state`) and the training curves (CSV, for ``dvc plots``);
+4. write the kept checkpoint (safetensors + metadata, :mod:`depthcore.training.checkpoint`), delete the state.
+
+Every random draw comes from the run's seed through :mod:`depthcore.seeding` (streams ``shuffle``, ``flip``,
+``jitter`` at (phase, epoch)), so the run is deterministic on CPU for a given seed, and a run killed after any
+epoch and restarted ends with the same checkpoint bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from depthcore.data.samples import TrainingDataset
+from depthcore.device import autocast, default_device
+from depthcore.errors import DepthcoreError
+from depthcore.io import atomic_path, write_csv_atomic
+from depthcore.models.adapters.base import DepthAdapter
+from depthcore.models.predict import predict_crop, to_device, upsample_to
+from depthcore.seeding import torch_generator
+from depthcore.training.checkpoint import save_checkpoint
+
+SELECTION = "val_loss"  # lower is better; always measured on the val split
+CURVE_COLUMNS = ("phase", "epoch", "lr", "train_loss", SELECTION)
+
+
+class TrainingError(DepthcoreError, RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss, an empty split); the message says what to change."""
+
+
+@dataclass
+class Job:
+    """One training phase. ``settings``: the resolved train section; ``meta``: what the checkpoint records about
+    the model (adapter, settings, context, features identity, loss); ``val_set`` must be loaded with
+    ``with_flipped=True`` (validation predicts like evaluation); ``phase`` / ``phase_index`` label the curve
+    rows and select the random streams."""
+
+    model: DepthAdapter
+    loss: nn.Module
+    train_set: TrainingDataset
+    val_set: TrainingDataset
+    settings: Any
+    seed: int
+    meta: Mapping[str, Any]
+    phase: str = ""
+    phase_index: int = 0
+    num_workers: int = 0
+
+
+@dataclass
+class Outputs:
+    """Where a phase writes: the kept ``checkpoint``, the resumable ``state``, the ``curves`` (None: none), after
+    the curve rows of ``earlier`` phases."""
+
+    checkpoint: Path
+    state: Path
+    curves: Path | None = None
+    earlier: list[dict[str, Any]] = field(default_factory=list)
+
+
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int):
+    """Per-step LambdaLR: constant, cosine to 0 over all steps, or x gamma every step_epochs."""
+    total = cfg.epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if cfg.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        if cfg.schedule == "step":
+            return cfg.gamma ** ((step // steps_per_epoch) // cfg.step_epochs)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def jitter_rgb(batch: dict[str, torch.Tensor], strength: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The batch with its ``rgb`` (the adapter's input) scaled by U(1 - strength, 1 + strength) per image and
+    clipped to [0, 1]; the batch the loss reads keeps the original images."""
+    if strength <= 0 or "rgb" not in batch:
+        return batch
+    rgb = batch["rgb"]
+    scale = 1.0 + strength * (2.0 * torch.rand(rgb.shape[0], generator=generator) - 1.0)
+    return batch | {"rgb": (rgb * scale.to(rgb)[:, None, None, None]).clamp(0.0, 1.0)}
+
+
+def train_epoch(job: Job, epoch: int, step: Callable[[torch.Tensor], None], *, state, device, amp, progress) -> float:
+    """One pass over the train split in the epoch's seeded order; ``step(loss)`` updates the model. Returns the
+    mean loss per image. ``state``: the state file a non-finite loss leaves the last good epoch in."""
+    job.model.train()
+    job.train_set.set_epoch(epoch, job.phase_index)
+    order = torch.randperm(len(job.train_set), generator=torch_generator(job.seed, "shuffle", job.phase_index, epoch))
+    loader = DataLoader(
+        job.train_set,
+        batch_size=job.settings.batch_size,
+        sampler=order.tolist(),
+        num_workers=job.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    jitter = torch_generator(job.seed, "jitter", job.phase_index, epoch)
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{job.settings.epochs}", unit="batch", disable=not progress, leave=False)
+    for index, batch in enumerate(bar):
+        batch = to_device(batch, device)
+        with autocast(device, amp):
+            pred = job.model(jitter_rgb(batch, job.settings.color_jitter, jitter))
+        loss = job.loss(upsample_to(pred.float(), job.train_set.image_size), batch)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {index + 1}: training stopped. The last "
+                f"good state (after epoch {epoch}) is kept in {state}; lower train.lr, enable train.grad_clip or check "
+                "the inputs, then rerun (it resumes from there)"
+            )
+        step(loss)
+        total += loss.item() * len(batch["index"])
+        count += len(batch["index"])
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def validate(job: Job, loader: DataLoader, *, device, amp) -> dict[str, float]:
+    """The loss's ``validation_error`` of the flip-averaged prediction over the val split (batches weighted by
+    size; those where it is undefined skipped); NaN if undefined everywhere, {} without a val split."""
+    if len(job.val_set) == 0:
+        return {}
+    was_training = job.model.training
+    job.model.eval()
+    terms = []
+    for batch in loader:
+        batch = to_device(batch, device)
+        error = job.loss.validation_error(predict_crop(job.model, batch, amp=amp, size=job.val_set.image_size), batch)
+        if not math.isnan(error.item()):
+            terms.append((error.item(), len(batch["index"])))
+    job.model.train(was_training)
+    return {SELECTION: sum(e * n for e, n in terms) / sum(n for _, n in terms) if terms else math.nan}
+
+
+def score(val: Mapping[str, Any]) -> float:
+    """The selection score of a validation row (lower is better); inf when undefined (no val split, or an
+    error undefined on every val image)."""
+    value = val.get(SELECTION, math.nan)
+    return math.inf if math.isnan(value) else value
+
+
+def train(
+    job: Job,
+    out: Outputs,
+    *,
+    resume_key: str | None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``job.model`` (see the module docstring) and write the kept checkpoint; returns its summary
+    (``best_epoch``, ``epochs``, the kept epoch's validation row and ``history``, the curve rows of this phase).
+    The state file is resumed only when written with the same ``resume_key``. ``on_epoch_end(epoch, row)`` is
+    called after each epoch's state is saved."""
+    cfg = job.settings
+    if len(job.train_set) == 0:
+        raise TrainingError("the train split is empty: check data.val_fraction and the dataset's images")
+    if len(job.val_set) == 0 and cfg.select == "val":
+        raise TrainingError("the val split is empty but train.select is val: set data.val_fraction > 0")
+    device = default_device(device)
+    amp = cfg.amp and device.type == "cuda"
+    model = job.model.to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise TrainingError(f"adapter {job.meta.get('adapter')!r} has no trainable parameters")
+    optimizer = make_optimizer(trainable, cfg)
+    schedule = make_schedule(optimizer, cfg, math.ceil(len(job.train_set) / cfg.batch_size))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    val_loader = DataLoader(job.val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=job.num_workers)
+
+    def step(loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.step()
+
+    def row(epoch: int, train_loss: float | None, val: dict[str, float]) -> dict[str, Any]:
+        return {
+            "phase": job.phase,
+            "epoch": epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": train_loss,
+        } | val
+
+    saved = load_state(out.state, resume_key)
+    if saved is not None:
+        for name, part in (("state_dict", model), ("optimizer", optimizer), ("schedule", schedule), ("scaler", scaler)):
+            part.load_state_dict(saved[name])
+        history, best, start = saved["history"], saved["best"], int(saved["epoch"])
+        print(f"{out.checkpoint}: resuming after epoch {start}")
+    else:
+        val = validate(job, val_loader, device=device, amp=amp)  # epoch 0: the untrained model
+        history, start = [row(0, None, val)], 0
+        best = {"epoch": 0, "score": score(val), "state_dict": _cpu(model), "val": val}
+
+    for epoch in range(start, cfg.epochs):
+        train_loss = train_epoch(job, epoch, step, state=out.state, device=device, amp=amp, progress=progress)
+        val = validate(job, val_loader, device=device, amp=amp)
+        history.append(row(epoch + 1, train_loss, val))
+        if cfg.select == "last" or score(val) < best["score"]:
+            best = {"epoch": epoch + 1, "score": score(val), "state_dict": _cpu(model), "val": val}
+        shown = "".join(f", {k} {v:.4f}" for k, v in val.items())
+        print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}{shown} (kept {best['epoch']})")
+        save_state(out.state, resume_key, epoch + 1, model, optimizer, schedule, scaler, history, best)
+        if out.curves is not None:
+            write_csv_atomic(out.curves, out.earlier + history, list(CURVE_COLUMNS))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, history[-1])
+
+    summary = {"best_epoch": best["epoch"], "epochs": cfg.epochs, **best["val"]}
+    meta = dict(job.meta) | {"seed": job.seed, "phase": job.phase, "train": cfg.to_dict()}
+    save_checkpoint(
+        out.checkpoint, state_dict=best["state_dict"], meta=meta | {"history": out.earlier + history, **summary}
+    )
+    if out.curves is not None:
+        write_csv_atomic(out.curves, out.earlier + history, list(CURVE_COLUMNS))
+    out.state.unlink(missing_ok=True)
+    return summary | {"history": history}
+
+
+def save_state(path: Path, resume_key, epoch, model, optimizer, schedule, scaler, history, best) -> None:
+    """Everything a resumed run needs after ``epoch`` (written atomically): weights, optimiser, schedule and
+    scaler states, the curves so far and the kept epoch."""
+    state = {
+        "resume_key": resume_key,
+        "epoch": epoch,
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "scaler": scaler.state_dict(),
+        "history": history,
+        "best": best,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: Path, resume_key: str | None) -> dict[str, Any] | None:
+    """The saved training state if it belongs to the same work, else None (saying why)."""
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a truncated or foreign file: start afresh, like a changed one
+        saved = None
+    if resume_key is not None and saved is not None and saved.get("resume_key") == resume_key:
+        return saved
+    if saved is None:
+        reason = "it cannot be read"
+    else:
+        reason = "no input identity to check it against" if resume_key is None else "its inputs changed"
+    print(f"{path}: starting afresh ({reason})")
+    return None
+
+
+def _cpu(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
