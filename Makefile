@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUFF_PATHS := depthcore stages tests benchmarks paper
 
-.PHONY: test lint repro repro-offline paper paper-grid results bench lock
+.PHONY: test test-slow lint pipeline repro repro-offline paper paper-grid results bench lock
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,26 +14,33 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
+# The suite in two tiers, each over every core (pytest-xdist): `make test` (unit and integration tests, a few
+# minutes) and `make test-slow` (the DVC pipelines end to end in temporary clones, and the learning tests over
+# three seeds). CI runs both.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(RUFF_PATHS)
 	$(BIN)/ruff format --check $(RUFF_PATHS)
 
+# dvc.yaml is generated from the stage specs (depthcore/pipeline/spec.py): every stage's code dependencies are
+# the files its script runs. Regenerate after changing a stage or an import; a test checks it is current.
+pipeline: $(STAMP)
+	$(BIN)/python -m depthcore.pipeline write
+
 repro: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
-# The whole pipeline with no network, on a 2-core CPU in a few minutes: 24 synthetic rooms' images,
-# seeded random CLIP/SAM weights, the cheap felzenszwalb segmenter (random-weight SAM finds no masks,
-# at ~30 s per image), the published MSA at narrow widths and a short custom training. Like every
+# The whole pipeline with no network, on a 2-core CPU in a few minutes: rendered rooms, seeded random CLIP/SAM
+# weights, the cheap felzenszwalb segmenter and a short training of the published MSA at narrow widths; the
+# settings are depthcore/config/offline.py's DEMO (`python -m depthcore.config.offline` prints them). Like every
 # `dvc exp run -S`, this writes the values into params.yaml; `git checkout params.yaml` restores them.
-OFFLINE_PARAMS := -S data.source=synthetic -S data.synthetic.images=24 -S data.synthetic.views_per_room=2 \
-	-S clip.pretrained=none -S sam.pretrained=none -S segments.method=felzenszwalb -S train.preset=custom \
-	-S train.optimizer=sgd -S train.lr=0.05 -S train.epochs=5 -S train.batch_size=2 \
-	-S 'adapters.msa.widths=[32,32,16,16,8,8]' -S ssl.pairs=dataset
 repro-offline: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run $(OFFLINE_PARAMS)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run $$($(BIN)/python -m depthcore.config.offline)
 	@echo "metrics: metrics/*.json (dvc metrics show); figures: plots/zeroshot.png, plots/eval.png;"
 	@echo "training curves: plots/train_curves.csv (dvc plots show); model: models/model.safetensors"
 
