@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import OFFLINE
+
+from depthcore.config.offline import OFFLINE
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
