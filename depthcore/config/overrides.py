@@ -1,5 +1,5 @@
-"""Dotted-key overrides of a params dict (``train.lr: 0.01``), as ``dvc exp run -S`` sets them: used for
-the paper grid's rows, the tests and the benchmarks."""
+"""Dotted keys of params (``train.lr``): overrides of a params dict, as ``dvc exp run -S`` sets them (the paper
+grid's rows, the tests and the benchmarks), and the values a stage declares, read back."""
 
 from __future__ import annotations
 
@@ -26,4 +26,16 @@ def with_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict
         if leaf not in node:
             raise ConfigError(f"params '{dotted}': unknown key; valid keys at that level are {sorted(node)}")
         node[leaf] = value
+    return out
+
+
+def dotted_values(params, keys) -> dict[str, Any]:
+    """The value (JSON form) of each dotted key of ``keys`` in the validated ``params``: what DVC compares."""
+    dumped = params.model_dump(mode="json")
+    out = {}
+    for key in keys:
+        node = dumped
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
     return out

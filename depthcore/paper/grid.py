@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from depthcore.config.overrides import dotted_values
 from depthcore.config.params import Params
 from depthcore.config.paths import (
     GRID_DVC_FILE,
@@ -52,25 +53,14 @@ HEADER = (
 
 
 # -------------------------------------------------------------------------------------------- variants
-def _declared_values(params: Params, stage: str) -> dict[str, Any]:
-    dumped = params.model_dump(mode="json")
-    out = {}
-    for key in SPECS[stage].params:
-        node = dumped
-        for part in key.split("."):
-            node = node[part]
-        out[key] = node
-    return out
-
-
 def variant_ids(params: Params, base: Params) -> dict[str, str]:
     """Stage -> the variant ``params`` need of it (stages absent: the main pipeline's output will do)."""
     produced = {out.field: stage for stage in VARIANT_STAGES for out in SPECS[stage].outs}
     ids: dict[str, str] = {}
     for stage in VARIANT_STAGES:
-        values = _declared_values(params, stage)
+        values = dotted_values(params, SPECS[stage].params)
         upstream = {produced[d]: ids[produced[d]] for d in SPECS[stage].deps if produced.get(d) in ids}
-        if values == _declared_values(base, stage) and not upstream:
+        if values == dotted_values(base, SPECS[stage].params) and not upstream:
             continue
         key = json.dumps({"params": values, "upstream": upstream}, sort_keys=True)
         ids[stage] = f"{stage}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"

@@ -25,7 +25,6 @@ PACKAGES = ("depthcore",)
 STAGE_HELPER = "stages/common.py"
 VALIDATION_ONLY = frozenset({"depthcore/config/params.py"})
 DECLARATIONS = VALIDATION_ONLY | {"depthcore/config/paths.py"}
-REGISTRY = "depthcore/registry.py"  # imports plugins by name
 PLUGIN_PACKAGES = ("depthcore/models/adapters", "depthcore/losses")
 
 
@@ -81,11 +80,6 @@ def code_closure(script: Path | str, *, validation: bool = False) -> set[str]:
         if str(path.relative_to(REPO)) not in skipped:
             todo += imported_files(path)
     return {str(p.relative_to(REPO)) for p in seen} - skipped
-
-
-def runs_plugins(files: set[str]) -> bool:
-    """Whether code with these files builds plugins by name (so it depends on some plugin's code)."""
-    return REGISTRY in files
 
 
 def covered(file: str, deps: list[str]) -> bool:

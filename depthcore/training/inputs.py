@@ -10,12 +10,13 @@ does not use never re-runs it.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
+from depthcore.config.overrides import dotted_values
 from depthcore.config.paths import Paths
 from depthcore.data.batch import store_of, store_paths
+from depthcore.io import sha256_of
 from depthcore.losses.registry import LOSSES
 from depthcore.models.adapters.registry import ADAPTERS
 from depthcore.pipeline.deps import REPO, code_closure, module_path
@@ -56,14 +57,6 @@ def run_keys(params) -> list[str]:
     return keys + [f"train.{name}" for name in type(params.train).model_fields if name in train]
 
 
-def param_value(params, key: str) -> Any:
-    """The value of dotted ``key`` in ``params`` (JSON form)."""
-    node = params.model_dump(mode="json")
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
 def plugin_files(params, *, loss: bool = True) -> list[str]:
     """The project files the chosen adapter's (and ``loss``: loss's) modules run (repository-relative, sorted)."""
     plugins = [(ADAPTERS, params.adapter)] + ([(LOSSES, params.loss)] if loss else [])
@@ -78,7 +71,7 @@ def run_settings(params) -> dict[str, Any]:
     train settings in effect per phase (for reading; a function of those values), and the content hash of every
     file of :func:`plugin_files`."""
     return {
-        "params": {key: param_value(params, key) for key in run_keys(params)},
+        "params": dotted_values(params, run_keys(params)),
         "phases": {phase: settings.to_dict() for phase, settings in phase_settings(params).items()},
-        "code": {f: hashlib.sha256((REPO / f).read_bytes()).hexdigest() for f in plugin_files(params)},
+        "code": {f: sha256_of(REPO / f) for f in plugin_files(params)},
     }
