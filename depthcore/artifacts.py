@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from depthcore.errors import DepthcoreError
-from depthcore.io import atomic_path
+from depthcore.io import atomic_path, sha256_of
 from depthcore.models.heads.depthclip import PROJECTION_KEYS, DepthCLIPHead
 
 
@@ -31,8 +31,8 @@ def save_head(path: Path | str, head: DepthCLIPHead, *, weights: dict[str, Any])
     return Path(path)
 
 
-def load_head(path: Path | str) -> DepthCLIPHead:
-    """The head saved by :func:`save_head` (CPU, float32)."""
+def _read_head(path: Path | str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a head artifact; ArtifactError naming the stage that rebuilds it."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -44,6 +44,20 @@ def load_head(path: Path | str) -> DepthCLIPHead:
             tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
     except Exception as exc:
         raise ArtifactError(f"{path} is not a readable head artifact ({exc}): rerun `dvc repro clip_head`") from exc
+    return meta, tensors
+
+
+def head_identity(path: Path | str) -> dict[str, Any]:
+    """What a zero-shot map depends on besides the image: the head file's SHA-256 and the manifest of the CLIP
+    weights that encoded its prompts (whose image tower computes the layer4 it reads). Recorded in
+    ``zeroshot.zarr``'s attrs, so a checkpoint that reads zero-shot depth knows which head and CLIP made it."""
+    meta, _ = _read_head(path)
+    return {"sha256": sha256_of(path), "weights": meta["weights"]}
+
+
+def load_head(path: Path | str) -> DepthCLIPHead:
+    """The head saved by :func:`save_head` (CPU, float32)."""
+    meta, tensors = _read_head(path)
     projections = {key: tensors[key] for key in PROJECTION_KEYS if key in tensors} or None
     return DepthCLIPHead(
         text_embeddings=tensors["text"],

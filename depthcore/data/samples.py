@@ -63,9 +63,7 @@ class TrainingDataset(Dataset):
             raise ValueError(f"batch keys {list(self.keys)} need the store(s) {missing}, which were not given")
         required: dict[str, set[str]] = {name: set() for name in needed}
         for key in self.keys:
-            required[store_of(key)].add(
-                key.removeprefix(CLIP_PREFIX) if key.startswith(CLIP_PREFIX) else ARRAY_OF.get(key, key)
-            )
+            required[store_of(key)].add(stored_array(key))
         self.stores = {name: Store(stores[name], required=tuple(sorted(required[name]))) for name in needed}
         n = self.stores["dataset"].shape("rgb")[0]
         for name, store in self.stores.items():
@@ -101,34 +99,71 @@ class TrainingDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         i = int(self.indices[item])
-        flipped = self.is_flipped(i)
-        sample: dict[str, torch.Tensor] = {"index": torch.tensor(i, dtype=torch.int64)}
-        for key in self.keys:
-            store = self.stores[store_of(key)]
-            if key.startswith(CLIP_PREFIX):
-                views = store.read(key.removeprefix(CLIP_PREFIX), i)  # 2 x C x h x w: image, mirrored image
-                sample[key] = torch.from_numpy(views[int(flipped)])
-                if self.with_flipped:
-                    sample[key + FLIPPED_SUFFIX] = torch.from_numpy(views[1 - int(flipped)])
-            elif key in ("rgb", "pair_rgb"):
-                rgb = crop_tensor(store.read(key, i).transpose(2, 0, 1), self.crop)
-                sample[key] = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)
-            elif key in ("depth", "zeroshot"):
-                sample[key] = _crop_map(store.read(ARRAY_OF.get(key, key), i), self.crop)[None]
-            elif key == "segments":
-                labels = crop_tensor(store.read("labels", i), self.crop)
-                sample[key] = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64))
-            elif key == "pair_pose":
-                sample[key] = torch.from_numpy(store.read(key, i).astype(np.float32))
-            elif key == "pair_valid":
-                sample[key] = torch.from_numpy(np.ascontiguousarray(crop_tensor(store.read(key, i), self.crop)))
-            elif key == "intrinsics":
-                sample[key] = self.intrinsics.clone()
-        if flipped:  # features were already taken from the mirrored view
-            sample = mirror_batch({k: v for k, v in sample.items() if not k.startswith(CLIP_PREFIX)}) | {
-                k: v for k, v in sample.items() if k.startswith(CLIP_PREFIX)
-            }
-        return sample
+        arrays = {
+            key: self.stores[store_of(key)].read(stored_array(key), i) for key in self.keys if key != "intrinsics"
+        }
+        sample = sample_from_arrays(
+            arrays,
+            self.keys,
+            crop=self.crop,
+            intrinsics=self.intrinsics,
+            flipped=self.is_flipped(i),
+            with_flipped=self.with_flipped,
+        )
+        return {"index": torch.tensor(i, dtype=torch.int64)} | sample
+
+
+def stored_array(key: str) -> str:
+    """The array of its store (:func:`depthcore.data.batch.store_of`) that batch key ``key`` is read from."""
+    return key.removeprefix(CLIP_PREFIX) if key.startswith(CLIP_PREFIX) else ARRAY_OF.get(key, key)
+
+
+def sample_from_arrays(
+    arrays: Mapping[str, np.ndarray],
+    keys: tuple[str, ...],
+    *,
+    crop: tuple[int, int, int, int] = DEPTHCLIP_CROP,
+    intrinsics: torch.Tensor | None = None,
+    flipped: bool = False,
+    with_flipped: bool = False,
+) -> dict[str, torch.Tensor]:
+    """One sample (the module docstring's keys, crop-space) from one image's arrays as its stores hold them.
+
+    arrays: batch key -> the stored array of one image: ``rgb`` / ``pair_rgb`` H x W x 3 uint8, ``depth`` /
+    ``zeroshot`` H x W metres, ``segments`` H x W int labels, ``pair_valid`` H x W bool, ``pair_pose`` 4 x 4,
+    ``clip_<layer>`` 2 x C x h x w (the image's features, then its mirror image's). ``intrinsics`` (3 x 3, crop
+    pixels) for the ``intrinsics`` key. ``flipped``: the mirrored sample (features from view 1). Shared by
+    :class:`TrainingDataset` and live prediction on new images (:mod:`depthcore.inference`), so both build the
+    same tensors.
+    """
+    sample: dict[str, torch.Tensor] = {}
+    for key in keys:
+        if key.startswith(CLIP_PREFIX):
+            views = arrays[key]  # 2 x C x h x w: image, mirrored image
+            sample[key] = torch.from_numpy(np.ascontiguousarray(views[int(flipped)]))
+            if with_flipped:
+                sample[key + FLIPPED_SUFFIX] = torch.from_numpy(np.ascontiguousarray(views[1 - int(flipped)]))
+        elif key in ("rgb", "pair_rgb"):
+            rgb = crop_tensor(np.asarray(arrays[key]).transpose(2, 0, 1), crop)
+            sample[key] = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)
+        elif key in ("depth", "zeroshot"):
+            sample[key] = _crop_map(arrays[key], crop)[None]
+        elif key == "segments":
+            labels = crop_tensor(np.asarray(arrays[key]), crop)
+            sample[key] = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64))
+        elif key == "pair_pose":
+            sample[key] = torch.from_numpy(np.asarray(arrays[key]).astype(np.float32))
+        elif key == "pair_valid":
+            sample[key] = torch.from_numpy(np.ascontiguousarray(crop_tensor(np.asarray(arrays[key]), crop)))
+        elif key == "intrinsics":
+            if intrinsics is None:
+                raise ValueError("the intrinsics key needs the crop's intrinsics (3 x 3)")
+            sample[key] = intrinsics.clone()
+    if flipped:  # features were already taken from the mirrored view
+        sample = mirror_batch({k: v for k, v in sample.items() if not k.startswith(CLIP_PREFIX)}) | {
+            k: v for k, v in sample.items() if k.startswith(CLIP_PREFIX)
+        }
+    return sample
 
 
 def _crop_map(values: np.ndarray, crop: tuple[int, int, int, int]) -> torch.Tensor:

@@ -88,6 +88,20 @@ def features_attrs(backbone: ClipBackbone, weights: dict[str, Any], layers: tupl
     }
 
 
+def clip_views(backbone: ClipBackbone, rgb: np.ndarray, layers: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The stored features of a batch of frames: ``rgb`` B x 480 x 640 x 3 uint8 -> layer -> B x 2 x C x h x w
+    float16 (view 0: the image, view 1: its mirror image, features not flipped back), computed on the device
+    the backbone is on (float16 autocast on CUDA). What ``clip.zarr`` holds, and what live prediction computes."""
+    device = next(backbone.parameters()).device
+    images = preprocess(torch.from_numpy(np.ascontiguousarray(rgb))).to(device)
+    with torch.no_grad(), autocast(device):
+        feats = backbone.forward_features(torch.cat([images, images.flip(-1)]), layers)
+    return {
+        name: value.float().unflatten(0, (N_VIEWS, len(rgb))).transpose(0, 1).cpu().numpy().astype(FEATURE_DTYPE)
+        for name, value in feats.items()
+    }
+
+
 def extract_clip_features(
     dataset: Path | str,
     out: Path | str,
@@ -121,12 +135,8 @@ def extract_clip_features(
     with tqdm(total=n, initial=store.done, unit="img", desc="clip_features", disable=not progress) as bar:
         for lo in range(store.done, n, batch_size):
             hi = min(lo + batch_size, n)
-            images = preprocess(torch.from_numpy(data.read("rgb", slice(lo, hi)))).to(device)
-            with torch.no_grad(), autocast(device):
-                feats = backbone.forward_features(torch.cat([images, images.flip(-1)]), layers)
-            for name, value in feats.items():
-                value = value.float().unflatten(0, (N_VIEWS, hi - lo)).transpose(0, 1)
-                arrays[name][lo:hi] = value.cpu().numpy().astype(FEATURE_DTYPE)
+            for name, value in clip_views(backbone, data.read("rgb", slice(lo, hi)), layers).items():
+                arrays[name][lo:hi] = value
             store.mark_done(hi)
             bar.update(hi - lo)
     return store.commit({**attrs, "n_images": n})

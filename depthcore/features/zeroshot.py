@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from depthcore.artifacts import load_head
+from depthcore.artifacts import head_identity, load_head
 from depthcore.data.store import ResumableStore, Store
 from depthcore.geometry.frame import DEPTHCLIP_CROP, NYU_HEIGHT, NYU_WIDTH
 from depthcore.models.heads.depthclip import zeroshot_depth
@@ -25,12 +25,14 @@ def predict_zeroshot(
     out: Path | str,
     *,
     head: nn.Module,
+    head_id: dict | None = None,
     key: str | None,
     batch_size: int,
     progress: bool = True,
 ) -> Path:
     """Write ``out`` with the zero-shot depth of every image of ``features`` (clip.zarr), ``batch_size``
-    images at a time; return ``out``."""
+    images at a time; return ``out``. ``head_id``: the head's identity (:func:`depthcore.artifacts.head_identity`),
+    recorded in the attrs as ``head``."""
     layer4 = Store(features, required=("layer4",))
     n = layer4.shape("layer4")[0]
     store = ResumableStore(out, key=key)
@@ -41,12 +43,18 @@ def predict_zeroshot(
             depth[lo:hi] = zeroshot_depth(head, torch.from_numpy(layer4.read("layer4", slice(lo, hi))))[:, 0].numpy()
             store.mark_done(hi)
             bar.update(hi - lo)
-    return store.commit({"depth_unit": "m", "crop": list(DEPTHCLIP_CROP), "n_images": n, "predictor": "depthclip"})
+    attrs = {"depth_unit": "m", "crop": list(DEPTHCLIP_CROP), "n_images": n, "predictor": "depthclip"}
+    return store.commit(attrs | {"head": head_id})
 
 
 def run_zeroshot(paths, *, key: str | None, batch_size: int, progress: bool = True) -> Path:
     """The zeroshot stage: the head artifact over the cached layer4 of every image, into ``zeroshot.zarr``."""
-    head = load_head(paths.clip_head)
     return predict_zeroshot(
-        paths.clip_features, paths.zeroshot, head=head, key=key, batch_size=batch_size, progress=progress
+        paths.clip_features,
+        paths.zeroshot,
+        head=load_head(paths.clip_head),
+        head_id=head_identity(paths.clip_head),
+        key=key,
+        batch_size=batch_size,
+        progress=progress,
     )

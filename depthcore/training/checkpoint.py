@@ -2,9 +2,10 @@
 
 A checkpoint holds the adapter's state dict and, in the safetensors header, the metadata needed to
 rebuild it (adapter name and settings, the context it was built from, the identity of the CLIP
-features it was trained on) plus the run's record (loss, seed, train settings, best epoch, val
-metrics, curves). The bytes are deterministic: a resumed training writes exactly the checkpoint of
-an uninterrupted one, so DVC sees the same hash.
+features it was trained on, and the attrs of the other computed inputs it reads: the zero-shot map's
+head and CLIP weights, the segmenter and its settings, :func:`input_identity`) plus the run's record
+(loss, seed, train settings, best epoch, val metrics, curves). The bytes are deterministic: a resumed
+training writes exactly the checkpoint of an uninterrupted one, so DVC sees the same hash.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ from typing import Any
 
 import torch
 
+from depthcore.data.batch import store_of
+from depthcore.data.store import Store
 from depthcore.errors import DepthcoreError
 from depthcore.io import atomic_path
-from depthcore.models.adapters.base import AdapterContext, DepthAdapter
+from depthcore.models.adapters.base import AdapterConfig, AdapterContext, DepthAdapter
 from depthcore.models.adapters.registry import ADAPTERS, build_adapter
 
-FORMAT = "depthcore-adapter-2"
+FORMAT_NAME = "depthcore-adapter"
+FORMAT_VERSION = 3  # 3: records the computed inputs' identity (``inputs``), which live prediction rebuilds
+FORMAT = f"{FORMAT_NAME}-{FORMAT_VERSION}"
 META_KEY = "depthcore"
 FEATURE_IDENTITY_KEYS = ("weights", "crop", "normalisation")
+COMPUTED_INPUT_STORES = ("zeroshot", "segments")  # besides the CLIP features: stores computed from the image
 
 
 class CheckpointError(DepthcoreError, ValueError):
@@ -54,10 +60,17 @@ def load_checkpoint(path: Path | str) -> tuple[dict[str, Any], dict[str, torch.T
             state = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
     except Exception as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint ({exc}); rerun `dvc repro train`") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not a depthcore adapter checkpoint (format {FORMAT}); rerun `dvc repro train`"
-        )
+    found = str(meta.get("format", ""))
+    if found != FORMAT:
+        version = found.removeprefix(f"{FORMAT_NAME}-")
+        if found.startswith(f"{FORMAT_NAME}-") and version.isdigit() and int(version) > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path} was written by a newer depthcore (checkpoint format {version}; this version reads "
+                f"{FORMAT_VERSION}): upgrade depthcore (pip install -U depthcore, or git pull) to read it"
+            )
+        older = found.startswith(FORMAT_NAME)
+        what = f"an older depthcore checkpoint ({found})" if older else "not a depthcore checkpoint"
+        raise CheckpointError(f"{path} is {what}; this version reads {FORMAT}: retrain with `dvc repro train`")
     return meta, state
 
 
@@ -66,6 +79,21 @@ def feature_identity(attrs: Mapping[str, Any], layers: tuple[str, ...]) -> dict[
     out = {key: attrs.get(key) for key in FEATURE_IDENTITY_KEYS}
     out["layers"] = {name: attrs.get("layers", {}).get(name) for name in layers}
     return json.loads(json.dumps(out))
+
+
+def input_identity(stores: Mapping[str, Path | str], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The attrs of each computed input store (zero-shot map, segments) that batch keys ``keys`` read, by store
+    name (``stores``: name -> path, :func:`depthcore.data.batch.store_paths`)."""
+    read = {store_of(key) for key in keys}
+    return {name: Store(stores[name]).attrs for name in COMPUTED_INPUT_STORES if name in read}
+
+
+def checkpoint_config(meta: Mapping[str, Any]) -> AdapterConfig:
+    """The settings of the adapter a checkpoint holds (which say what it reads)."""
+    name = meta["adapter"]
+    if name not in ADAPTERS.names():
+        raise CheckpointError(f"the checkpoint holds adapter {name!r}, which this version does not have")
+    return ADAPTERS.get(name).config.model_validate(meta["adapter_config"])
 
 
 def build_from_checkpoint(
@@ -86,9 +114,7 @@ def build_from_checkpoint(
             f"the checkpoint holds adapter {name!r} but params ask for {adapter!r}: rerun `dvc repro train` "
             f"(or set adapter: {name})"
         )
-    if name not in ADAPTERS.names():
-        raise CheckpointError(f"the checkpoint holds adapter {name!r}, which this version does not have")
-    cfg = ADAPTERS.get(name).config.model_validate(meta["adapter_config"])
+    cfg = checkpoint_config(meta)
     layers = cfg.cached_layers()
     if features_attrs is not None and layers:
         now = feature_identity(features_attrs, layers)

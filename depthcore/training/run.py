@@ -25,7 +25,7 @@ from depthcore.losses.registry import build_loss
 from depthcore.models.adapters.base import AdapterContext, DepthAdapter, Phase
 from depthcore.models.adapters.registry import build_adapter
 from depthcore.seeding import seed_global
-from depthcore.training.checkpoint import CheckpointError, feature_identity, load_checkpoint
+from depthcore.training.checkpoint import CheckpointError, feature_identity, input_identity, load_checkpoint
 from depthcore.training.loop import Job, Outputs, train
 from depthcore.training.settings import loss_smoothness, training_settings
 
@@ -74,6 +74,7 @@ def build_run(params, paths: Paths) -> Run:
         "loss": params.loss,
         "context": context.describe(),
         "features": feature_identity(features, cfg.cached_layers()),
+        "inputs": input_identity(stores, cfg.batch_keys()),
     }
     return Run(context, loss, train_set, val_set, meta)
 
