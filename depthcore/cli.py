@@ -1,0 +1,118 @@
+"""The ``depthcore`` command (installed with the package; also ``python -m depthcore``).
+
+``depthcore predict MODEL IMAGE_OR_DIR... --out DIR``: metric depth for your own images. ``MODEL`` is a checkpoint
+the pipeline wrote (``models/model.safetensors``, or a grid run's under ``models/paper/``) or ``zeroshot`` (DepthCLIP
+with the configured CLIP). Everything the model read from the cache is computed live from the weights and
+artifacts the pipeline fetched and built (``--clip-weights``, ``--head``, ``--sam-weights``: by default the
+pipeline's own locations, relative to the current folder). See :mod:`depthcore.inference`.
+
+Exit status: 0 when every image was written (or skipped because its outputs exist), 1 when some image could not
+be read (listed at the end; the others are written), 2 on an error that stops the run (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from depthcore.config.paths import Paths
+from depthcore.errors import DepthcoreError
+from depthcore.inference.outputs import COLORMAP
+
+EXIT_IMAGES_FAILED = 1
+EXIT_ERROR = 2
+
+
+def _device(name: str):
+    """The torch device ``--device`` names; a requested GPU that torch cannot use is an error, not the CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DepthcoreError(
+            f"--device {name}: torch {torch.__version__} cannot use a GPU here (torch.cuda.is_available() is False: "
+            "no NVIDIA driver, a driver too old for this torch build, or a CPU-only build); use --device cpu"
+        )
+    return device
+
+
+def parser() -> argparse.ArgumentParser:
+    paths = Paths()
+    top = argparse.ArgumentParser(prog="depthcore", description="depthcore: foundation models and monocular depth")
+    commands = top.add_subparsers(dest="command", required=True)
+    p = commands.add_parser(
+        "predict",
+        help="metric depth for your own images",
+        description="Depth in metres for image files from a trained checkpoint or DepthCLIP zero-shot. Each image "
+        "is resized to cover the 480 x 640 NYUv2 frame and centre-cropped (aspect ratio kept); the depth is mapped "
+        "back to the image's own pixels, 0 where the model's crop does not reach.",
+    )
+    p.add_argument("model", help="a checkpoint (.safetensors) the pipeline wrote, or 'zeroshot'")
+    p.add_argument("inputs", nargs="+", type=Path, help="image files, or folders of them (not recursive)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when torch can use one) | cpu | cuda | cuda:N")
+    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist (default: skip them)")
+    p.add_argument("--ply", action="store_true", help="also write a coloured point cloud <stem>.ply")
+    for name in ("fx", "fy", "cx", "cy"):
+        p.add_argument(f"--{name}", type=float, help="pinhole intrinsics for --ply, image pixels (give all four; "
+                       "default: NYUv2's camera scaled to the image)")  # fmt: skip
+    p.add_argument("--colorbar", action="store_true", help="draw a colour bar in metres beside the colourised depth")
+    p.add_argument("--cmap", default=COLORMAP, help=f"matplotlib colormap of the colourised depth (default {COLORMAP})")
+    p.add_argument("--clip-weights", type=Path, default=paths.clip_weights, help="the fetch_clip folder")
+    p.add_argument("--head", type=Path, default=paths.clip_head, help="the clip_head artifact")
+    p.add_argument("--sam-weights", type=Path, default=paths.sam_weights, help="the fetch_sam folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return top
+
+
+def predict(args: argparse.Namespace) -> int:
+    from depthcore.inference.live import ZEROSHOT_MODEL, LivePredictor
+    from depthcore.inference.predict import OutputOptions, predict_images
+
+    given = [getattr(args, name) for name in ("fx", "fy", "cx", "cy")]
+    if any(v is not None for v in given) and None in given:
+        raise DepthcoreError("--fx, --fy, --cx and --cy go together: give all four, or none for NYUv2's camera")
+    if args.batch_size < 1:
+        raise DepthcoreError(f"--batch-size must be at least 1, got {args.batch_size}")
+    device = _device(args.device)
+    if args.model == ZEROSHOT_MODEL:
+        predictor = LivePredictor.zeroshot(clip_weights=args.clip_weights, head=args.head, device=device)
+    else:
+        predictor = LivePredictor.from_checkpoint(
+            args.model, clip_weights=args.clip_weights, head=args.head, sam_weights=args.sam_weights, device=device
+        )
+    options = OutputOptions(
+        ply=args.ply,
+        intrinsics=None if None in given else tuple(given),
+        cmap=args.cmap,
+        colorbar=args.colorbar,
+        overwrite=args.overwrite,
+    )
+    summary = predict_images(
+        predictor, args.inputs, args.out, options=options, batch_size=args.batch_size, progress=not args.quiet
+    )
+    print(f"{predictor.name} on {device}: wrote {len(summary.written)} image(s) to {args.out}", end="")
+    if summary.skipped:
+        print(f", skipped {len(summary.skipped)} whose outputs exist (--overwrite to redo them)", end="")
+    print()
+    for reason in summary.failed.values():
+        print(f"failed: {reason}", file=sys.stderr)
+    return EXIT_IMAGES_FAILED if summary.failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return predict(args)
+    except DepthcoreError as exc:
+        print(f"depthcore {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

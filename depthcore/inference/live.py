@@ -1,0 +1,195 @@
+"""A model with its inputs computed live: what training read from the cache, computed from new frames.
+
+A checkpoint records what every computed input it read depends on (:mod:`depthcore.training.checkpoint`): the
+CLIP weights' manifest behind the cached layers, the zero-shot map's head (SHA-256) and CLIP, the segmenter and
+its settings. :class:`LivePredictor` rebuilds each from the local ``fetch_clip`` / ``fetch_sam`` folders and the
+``clip_head`` artifact, and refuses, naming the stage that provides them, when these are not the recorded ones.
+It then runs the same code as the caching stages (:func:`depthcore.features.clip.clip_views`,
+:func:`depthcore.models.heads.depthclip.zeroshot_depth`, the segmenters) and the same sample construction as
+training (:func:`depthcore.data.samples.sample_from_arrays`), so a dataset image predicted live gives the
+evaluate stage's prediction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from depthcore.artifacts import head_identity, load_head
+from depthcore.config.params import FelzenszwalbSection, SamSection
+from depthcore.data.batch import CLIP_PREFIX
+from depthcore.data.samples import sample_from_arrays
+from depthcore.errors import DepthcoreError
+from depthcore.features.segments import SamSegmenter, Segmenter, felzenszwalb_segmenter, segment_none
+from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_tensor
+from depthcore.models.adapters.base import DepthAdapter
+from depthcore.models.heads.depthclip import zeroshot_depth
+from depthcore.models.predict import predict_crop, to_device
+from depthcore.training.checkpoint import build_from_checkpoint, checkpoint_config, load_checkpoint
+from depthcore.weights.manifest import read_manifest
+
+ZEROSHOT_MODEL = "zeroshot"  # the MODEL argument that names DepthCLIP zero-shot instead of a checkpoint
+ZEROSHOT_LAYER = "layer4"
+
+
+class PredictError(DepthcoreError, ValueError):
+    """Live prediction cannot rebuild what the model needs (other weights, another head, an unknown segmenter)."""
+
+
+def _clip_weights(weights_dir: Path, recorded: dict[str, Any], what: str) -> None:
+    """PredictError unless the ``fetch_clip`` folder holds the ``recorded`` CLIP weights."""
+    local = read_manifest(weights_dir, stage="fetch_clip")
+    if local != recorded:
+        raise PredictError(
+            f"{what} CLIP weights {recorded}, but {weights_dir} holds {local}: run `dvc repro fetch_clip` with "
+            f"clip.model: {recorded.get('model')} and clip.pretrained: {recorded.get('pretrained')}"
+        )
+
+
+def segmenter_from_settings(
+    settings: dict[str, Any], *, weights_dir: Path, device: torch.device, points_per_batch: int
+) -> Segmenter:
+    """The segmenter a ``segments.zarr``'s attrs record (:func:`depthcore.features.segments.segmenter_settings`),
+    with the same knobs; SAM only from the recorded weights."""
+    method = settings.get("method")
+    if method == "none":
+        return segment_none
+    if method == "felzenszwalb":
+        return felzenszwalb_segmenter(FelzenszwalbSection.model_validate(settings["felzenszwalb"]))
+    if method == "sam":
+        local = read_manifest(weights_dir, stage="fetch_sam")
+        if local != settings["sam_weights"]:
+            raise PredictError(
+                f"the model's segments came from SAM weights {settings['sam_weights']}, but {weights_dir} holds "
+                f"{local}: run `dvc repro fetch_sam` with the sam params the model was trained with"
+            )
+        from depthcore.weights.sam import load_sam  # imported here: SAM (segment_anything) is heavy
+
+        return SamSegmenter(
+            load_sam(weights_dir).to(device),
+            SamSection.model_validate(settings["sam"]),
+            points_per_batch=points_per_batch,
+        )
+    if method == "gt":
+        raise PredictError(
+            "the model reads ground-truth segments (segments.method: gt), which a new image does not have: use a "
+            "model trained with segments.method sam, felzenszwalb or none"
+        )
+    raise PredictError(f"the checkpoint records an unknown segmenter {settings!r}")
+
+
+class LivePredictor:
+    """Depth for 480 x 640 frames from a trained adapter (or DepthCLIP zero-shot, ``model=None``), every input
+    computed live. Build with :meth:`from_checkpoint` or :meth:`zeroshot`."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        model: DepthAdapter | None,
+        keys: tuple[str, ...],
+        backbone=None,
+        head=None,
+        segmenter: Segmenter | None = None,
+        device: torch.device,
+    ):
+        self.name, self.model, self.keys, self.device = name, model, keys, device
+        self.backbone = None if backbone is None else backbone.to(device)
+        self.head, self.segmenter = head, segmenter
+        self.layers = tuple(key.removeprefix(CLIP_PREFIX) for key in keys if key.startswith(CLIP_PREFIX))
+        if model is not None:
+            self.model = model.to(device).eval()
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: Path | str,
+        *,
+        clip_weights: Path,
+        head: Path,
+        sam_weights: Path,
+        device: torch.device,
+        points_per_batch: int = 64,
+    ) -> LivePredictor:
+        """The adapter of checkpoint ``path`` with what it reads rebuilt from the ``fetch_clip`` folder
+        ``clip_weights``, the ``clip_head`` artifact ``head`` and the ``fetch_sam`` folder ``sam_weights``."""
+        from depthcore.features.clip import features_attrs
+        from depthcore.weights.clip import load_clip_backbone
+
+        meta, state = load_checkpoint(path)
+        keys = checkpoint_config(meta).batch_keys()
+        layers = tuple(key.removeprefix(CLIP_PREFIX) for key in keys if key.startswith(CLIP_PREFIX))
+        backbone = zs_head = segmenter = attrs = None
+        if layers:
+            _clip_weights(clip_weights, meta["features"]["weights"], "the model was trained on features of")
+        if "zeroshot" in keys:
+            recorded = meta["inputs"]["zeroshot"]["head"]
+            local = head_identity(head)
+            if local["sha256"] != recorded["sha256"]:
+                raise PredictError(
+                    f"the model read zero-shot depth from the DepthCLIP head {recorded['sha256'][:12]}, but {head} is "
+                    f"{local['sha256'][:12]}: run `dvc repro clip_head` with the depthclip and clip params the "
+                    "model was trained with"
+                )
+            _clip_weights(clip_weights, recorded["weights"], "the model's zero-shot depth came from")
+            zs_head = load_head(head)
+        if "segments" in keys:
+            segmenter = segmenter_from_settings(
+                meta["inputs"]["segments"], weights_dir=sam_weights, device=device, points_per_batch=points_per_batch
+            )
+        if layers or zs_head is not None:
+            backbone = load_clip_backbone(clip_weights)
+        if layers:  # the crop, normalisation and layer shapes of live features: refused if the model's differ
+            attrs = features_attrs(backbone, meta["features"]["weights"], layers)
+        return cls(
+            name=meta["adapter"],
+            model=build_from_checkpoint(meta, state, features_attrs=attrs),
+            keys=keys,
+            backbone=backbone,
+            head=zs_head,
+            segmenter=segmenter,
+            device=device,
+        )
+
+    @classmethod
+    def zeroshot(cls, *, clip_weights: Path, head: Path, device: torch.device) -> LivePredictor:
+        """DepthCLIP zero-shot with the configured CLIP (the ``fetch_clip`` folder) and its ``clip_head`` artifact."""
+        from depthcore.weights.clip import load_clip_backbone
+
+        _clip_weights(clip_weights, head_identity(head)["weights"], f"the head {head} was encoded by")
+        return cls(
+            name="DepthCLIP zero-shot",
+            model=None,
+            keys=(),
+            backbone=load_clip_backbone(clip_weights),
+            head=load_head(head),
+            device=device,
+        )
+
+    @torch.no_grad()
+    def predict(self, frames: np.ndarray) -> torch.Tensor:
+        """B x 480 x 640 x 3 uint8 frames -> B x 1 x 416 x 544 float32 metres at the DepthCLIP crop (CPU): the
+        flip-averaged prediction, as the evaluate (or zeroshot) stage makes it."""
+        from depthcore.features.clip import clip_views
+
+        need = self.layers + ((ZEROSHOT_LAYER,) if self.head is not None else ())
+        views = clip_views(self.backbone, frames, tuple(dict.fromkeys(need))) if need else {}
+        zeroshot = None
+        if self.head is not None:
+            zeroshot = zeroshot_depth(self.head, torch.from_numpy(views[ZEROSHOT_LAYER]))  # B x 1 x 480 x 640
+        if self.model is None:
+            return crop_tensor(zeroshot, DEPTHCLIP_CROP)
+        samples = []
+        for b, frame in enumerate(frames):
+            arrays: dict[str, np.ndarray] = {"rgb": frame}
+            arrays |= {CLIP_PREFIX + layer: views[layer][b] for layer in self.layers}
+            if zeroshot is not None:
+                arrays["zeroshot"] = zeroshot[b, 0].numpy()
+            if self.segmenter is not None:
+                arrays["segments"] = self.segmenter(frame, None)
+            samples.append(sample_from_arrays(arrays, self.keys, with_flipped=True))
+        batch = {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}
+        return predict_crop(self.model, to_device(batch, self.device)).cpu()
