@@ -23,12 +23,14 @@ from depthcore.config.params import FelzenszwalbSection, SamSection
 from depthcore.data.batch import CLIP_PREFIX
 from depthcore.data.samples import sample_from_arrays
 from depthcore.errors import DepthcoreError
+from depthcore.features.clip import clip_views, features_attrs
 from depthcore.features.segments import SamSegmenter, Segmenter, felzenszwalb_segmenter, segment_none
 from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_tensor
 from depthcore.models.adapters.base import DepthAdapter
 from depthcore.models.heads.depthclip import zeroshot_depth
 from depthcore.models.predict import predict_crop, to_device
 from depthcore.training.checkpoint import build_from_checkpoint, checkpoint_config, load_checkpoint
+from depthcore.weights.clip import load_clip_backbone
 from depthcore.weights.manifest import read_manifest
 
 ZEROSHOT_MODEL = "zeroshot"  # the MODEL argument that names DepthCLIP zero-shot instead of a checkpoint
@@ -116,9 +118,6 @@ class LivePredictor:
     ) -> LivePredictor:
         """The adapter of checkpoint ``path`` with what it reads rebuilt from the ``fetch_clip`` folder
         ``clip_weights``, the ``clip_head`` artifact ``head`` and the ``fetch_sam`` folder ``sam_weights``."""
-        from depthcore.features.clip import features_attrs
-        from depthcore.weights.clip import load_clip_backbone
-
         meta, state = load_checkpoint(path)
         keys = checkpoint_config(meta).batch_keys()
         layers = tuple(key.removeprefix(CLIP_PREFIX) for key in keys if key.startswith(CLIP_PREFIX))
@@ -157,8 +156,6 @@ class LivePredictor:
     @classmethod
     def zeroshot(cls, *, clip_weights: Path, head: Path, device: torch.device) -> LivePredictor:
         """DepthCLIP zero-shot with the configured CLIP (the ``fetch_clip`` folder) and its ``clip_head`` artifact."""
-        from depthcore.weights.clip import load_clip_backbone
-
         _clip_weights(clip_weights, head_identity(head)["weights"], f"the head {head} was encoded by")
         return cls(
             name="DepthCLIP zero-shot",
@@ -173,8 +170,6 @@ class LivePredictor:
     def predict(self, frames: np.ndarray) -> torch.Tensor:
         """B x 480 x 640 x 3 uint8 frames -> B x 1 x 416 x 544 float32 metres at the DepthCLIP crop (CPU): the
         flip-averaged prediction, as the evaluate (or zeroshot) stage makes it."""
-        from depthcore.features.clip import clip_views
-
         need = self.layers + ((ZEROSHOT_LAYER,) if self.head is not None else ())
         views = clip_views(self.backbone, frames, tuple(dict.fromkeys(need))) if need else {}
         zeroshot = None
