@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from depthcore.errors import DepthcoreError
-from depthcore.io import atomic_path, sha256_of
+from depthcore.io import read_safetensors, sha256_of, write_safetensors_atomic
 from depthcore.models.heads.depthclip import PROJECTION_KEYS, DepthCLIPHead
 
 
@@ -22,28 +21,22 @@ class ArtifactError(DepthcoreError, ValueError):
 def save_head(path: Path | str, head: DepthCLIPHead, *, weights: dict[str, Any]) -> Path:
     """The head as safetensors (deterministic bytes): its buffers, with temperature, dense mode and the
     CLIP weights manifest as metadata."""
-    from safetensors.torch import save_file
-
     meta = {"temperature": head.temperature, "dense": head.dense, "weights": weights}
     tensors = {name: value.contiguous() for name, value in head.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"depthcore": json.dumps(meta, sort_keys=True)})
-    return Path(path)
+    return write_safetensors_atomic(path, tensors, meta)
 
 
 def _read_head(path: Path | str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(metadata, tensors) of a head artifact; ArtifactError naming the stage that rebuilds it."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist: run `dvc repro clip_head`")
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = json.loads(fh.metadata()["depthcore"])
-            tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+        meta, tensors = read_safetensors(path)
     except Exception as exc:
         raise ArtifactError(f"{path} is not a readable head artifact ({exc}): rerun `dvc repro clip_head`") from exc
+    if not meta:
+        raise ArtifactError(f"{path} is not a head artifact (no depthcore metadata): rerun `dvc repro clip_head`")
     return meta, tensors
 
 
@@ -71,18 +64,12 @@ def load_head(path: Path | str) -> DepthCLIPHead:
 def save_shallow(path: Path | str, state: dict[str, torch.Tensor]) -> Path:
     """The stem and layer1 state dict (:func:`depthcore.models.backbones.clip_shallow.shallow_state_dict`) as a
     small safetensors artifact (deterministic bytes)."""
-    from safetensors.torch import save_file
-
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    return Path(path)
+    return write_safetensors_atomic(path, {k: v.contiguous() for k, v in state.items()}, None)
 
 
 def load_shallow(path: Path | str) -> dict[str, torch.Tensor]:
     """The state dict :func:`save_shallow` wrote (input of ``clip_shallow.build_clip_shallow``)."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist: run `dvc repro clip_features`")
-    return load_file(str(path))
+    return read_safetensors(path)[1]

@@ -1,5 +1,5 @@
-"""Atomic file writes (temporary name, then rename: never a half-written file), JSON reading, folder pruning
-and file hashes."""
+"""Atomic file writes (temporary name, then rename: never a half-written file), JSON reading, safetensors files
+with depthcore's JSON metadata, folder pruning and file hashes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from depthcore.errors import DepthcoreError
 
 HASH_BLOCK_BYTES = 1 << 20
+SAFETENSORS_META_KEY = "depthcore"  # the safetensors metadata entry holding depthcore's JSON (checkpoints, artifacts)
 
 
 @contextmanager
@@ -51,6 +52,28 @@ def read_json(path: Path | str) -> Any:
         raise DepthcoreError(f"{path} does not exist: run `dvc repro` to build it") from None
     except (OSError, ValueError) as exc:
         raise DepthcoreError(f"{path} is not readable JSON ({exc}): restore it with `dvc checkout {path}`") from exc
+
+
+def write_safetensors_atomic(path: Path | str, tensors: Mapping[str, Any], meta: Mapping[str, Any] | None) -> Path:
+    """``tensors`` (contiguous CPU tensors) as safetensors at ``path``, atomically, with ``meta`` (JSON-able) as
+    sorted JSON under :data:`SAFETENSORS_META_KEY`: deterministic bytes, no pickle."""
+    from safetensors.torch import save_file
+
+    metadata = None if meta is None else {SAFETENSORS_META_KEY: json.dumps(meta, sort_keys=True)}
+    with atomic_path(path) as tmp:
+        save_file(dict(tensors), str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def read_safetensors(path: Path | str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metadata, tensors) of a file :func:`write_safetensors_atomic` wrote; metadata ``{}`` when it has none.
+    Raises what safetensors or json raise for a file that is not one (callers name the stage that rebuilds it)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads((fh.metadata() or {}).get(SAFETENSORS_META_KEY, "{}"))
+        tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+    return meta, tensors
 
 
 def write_csv_atomic(path: Path | str, rows: list[dict[str, Any]], fieldnames: list[str]) -> None:

@@ -24,7 +24,8 @@ from depthcore.inference.frame import FrameMap, load_image
 from depthcore.inference.live import LivePredictor, PredictError
 from depthcore.inference.outputs import COLORMAP, colourise, depth_to_mm, read_ply
 from depthcore.inference.predict import OutputOptions, predict_images
-from depthcore.training.checkpoint import META_KEY, CheckpointError, load_checkpoint
+from depthcore.io import read_safetensors, write_safetensors_atomic
+from depthcore.training.checkpoint import CheckpointError, load_checkpoint
 from depthcore.training.run import train_model
 
 # The MSA reading every computed input: cached CLIP layers, the zero-shot map (learned CLIP init), segments.
@@ -222,17 +223,8 @@ def test_bad_checkpoints_are_refused_in_one_line_and_never_unpickled(trained, tm
     (tmp_path / "model.safetensors").write_bytes(pickle.dumps(Payload()))
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(paths.model.read_bytes()[:1000])
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(str(paths.model), framework="pt") as fh:
-        meta = json.loads(fh.metadata()[META_KEY])
-        tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
-    save_file(
-        tensors,
-        str(tmp_path / "newer.safetensors"),
-        metadata={META_KEY: json.dumps(meta | {"format": "depthcore-adapter-99"})},
-    )
+    meta, tensors = read_safetensors(paths.model)
+    write_safetensors_atomic(tmp_path / "newer.safetensors", tensors, meta | {"format": "depthcore-adapter-99"})
     image = dataset_pngs(paths, tmp_path / "in", [0])[0]
     for name, words in (("model", "not a readable checkpoint"), ("truncated", "not a readable checkpoint"),
                         ("newer", "newer depthcore")):  # fmt: skip

@@ -20,14 +20,13 @@ import torch
 from depthcore.data.batch import store_of
 from depthcore.data.store import Store
 from depthcore.errors import DepthcoreError
-from depthcore.io import atomic_path
+from depthcore.io import read_safetensors, write_safetensors_atomic
 from depthcore.models.adapters.base import AdapterConfig, AdapterContext, DepthAdapter
 from depthcore.models.adapters.registry import ADAPTERS, build_adapter
 
 FORMAT_NAME = "depthcore-adapter"
 FORMAT_VERSION = 3  # 3: records the computed inputs' identity (``inputs``), which live prediction rebuilds
 FORMAT = f"{FORMAT_NAME}-{FORMAT_VERSION}"
-META_KEY = "depthcore"
 FEATURE_IDENTITY_KEYS = ("weights", "crop", "normalisation")
 COMPUTED_INPUT_STORES = ("zeroshot", "segments")  # besides the CLIP features: stores computed from the image
 
@@ -38,26 +37,17 @@ class CheckpointError(DepthcoreError, ValueError):
 
 def save_checkpoint(path: Path | str, *, state_dict: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
     """Write the weights and ``meta`` (JSON-able) to ``path`` atomically."""
-    from safetensors.torch import save_file
-
     tensors = {name: value.detach().cpu().contiguous() for name, value in state_dict.items()}
-    header = json.dumps({"format": FORMAT, **meta}, sort_keys=True)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: header})
-    return Path(path)
+    return write_safetensors_atomic(path, tensors, {"format": FORMAT, **meta})
 
 
 def load_checkpoint(path: Path | str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(metadata, state dict) of a depthcore checkpoint; CheckpointError if it is not one."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: run `dvc repro train` first")
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = json.loads((fh.metadata() or {}).get(META_KEY, "{}"))
-            state = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+        meta, state = read_safetensors(path)
     except Exception as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint ({exc}); rerun `dvc repro train`") from exc
     found = str(meta.get("format", ""))
