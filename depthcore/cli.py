@@ -29,9 +29,9 @@ def _device(name: str):
     """The torch device ``--device`` names; a requested GPU that torch cannot use is an error, not the CPU."""
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    from depthcore.device import default_device
+
+    device = default_device(None if name == "auto" else name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DepthcoreError(
             f"--device {name}: torch {torch.__version__} cannot use a GPU here (torch.cuda.is_available() is False: "

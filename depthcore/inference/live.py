@@ -20,13 +20,12 @@ import torch
 
 from depthcore.artifacts import head_identity, load_head
 from depthcore.config.params import FelzenszwalbSection, SamSection
-from depthcore.data.batch import CLIP_PREFIX
 from depthcore.data.samples import sample_from_arrays
 from depthcore.errors import DepthcoreError
 from depthcore.features.clip import clip_views, features_attrs
 from depthcore.features.segments import SamSegmenter, Segmenter, felzenszwalb_segmenter, segment_none
 from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_tensor
-from depthcore.models.adapters.base import DepthAdapter
+from depthcore.models.adapters.base import DepthAdapter, clip_key
 from depthcore.models.heads.depthclip import zeroshot_depth
 from depthcore.models.predict import predict_crop, to_device
 from depthcore.training.checkpoint import build_from_checkpoint, checkpoint_config, load_checkpoint
@@ -92,18 +91,17 @@ class LivePredictor:
         *,
         name: str,
         model: DepthAdapter | None,
-        keys: tuple[str, ...],
         backbone=None,
         head=None,
         segmenter: Segmenter | None = None,
         device: torch.device,
     ):
-        self.name, self.model, self.keys, self.device = name, model, keys, device
+        self.name, self.device = name, device
+        self.model = None if model is None else model.to(device).eval()
+        self.keys = () if model is None else model.batch_keys()  # what the model reads, computed live
+        self.layers = () if model is None else model.cfg.cached_layers()
         self.backbone = None if backbone is None else backbone.to(device)
         self.head, self.segmenter = head, segmenter
-        self.layers = tuple(key.removeprefix(CLIP_PREFIX) for key in keys if key.startswith(CLIP_PREFIX))
-        if model is not None:
-            self.model = model.to(device).eval()
 
     @classmethod
     def from_checkpoint(
@@ -119,8 +117,8 @@ class LivePredictor:
         """The adapter of checkpoint ``path`` with what it reads rebuilt from the ``fetch_clip`` folder
         ``clip_weights``, the ``clip_head`` artifact ``head`` and the ``fetch_sam`` folder ``sam_weights``."""
         meta, state = load_checkpoint(path)
-        keys = checkpoint_config(meta).batch_keys()
-        layers = tuple(key.removeprefix(CLIP_PREFIX) for key in keys if key.startswith(CLIP_PREFIX))
+        cfg = checkpoint_config(meta)
+        keys, layers = cfg.batch_keys(), cfg.cached_layers()
         backbone = zs_head = segmenter = attrs = None
         if layers:
             _clip_weights(clip_weights, meta["features"]["weights"], "the model was trained on features of")
@@ -146,7 +144,6 @@ class LivePredictor:
         return cls(
             name=meta["adapter"],
             model=build_from_checkpoint(meta, state, features_attrs=attrs),
-            keys=keys,
             backbone=backbone,
             head=zs_head,
             segmenter=segmenter,
@@ -160,7 +157,6 @@ class LivePredictor:
         return cls(
             name="DepthCLIP zero-shot",
             model=None,
-            keys=(),
             backbone=load_clip_backbone(clip_weights),
             head=load_head(head),
             device=device,
@@ -180,7 +176,7 @@ class LivePredictor:
         samples = []
         for b, frame in enumerate(frames):
             arrays: dict[str, np.ndarray] = {"rgb": frame}
-            arrays |= {CLIP_PREFIX + layer: views[layer][b] for layer in self.layers}
+            arrays |= {clip_key(layer): views[layer][b] for layer in self.layers}
             if zeroshot is not None:
                 arrays["zeroshot"] = zeroshot[b, 0].numpy()
             if self.segmenter is not None:
