@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from depthcore.data.store import ResumableStore, Store
 from depthcore.errors import DepthcoreError
-from depthcore.geometry.camera import axis_angle_rotation, intrinsics_matrix, rigid, rotation_angle
+from depthcore.geometry.camera import axis_angle_rotation, intrinsics_matrix, rigid, rotation_angle, unproject
 
 # Source-camera depth (metres) at or below which a point counts as behind the camera.
 MIN_DEPTH_M = 1e-3
@@ -74,11 +74,6 @@ def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(u, v) H x W float64 pixel-centre coordinates (column, row)."""
     v, u = np.mgrid[0:height, 0:width].astype(np.float64)
     return u, v
-
-
-def _unproject(u: np.ndarray, v: np.ndarray, z: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Camera-frame points ... x 3 (metres) of pixels (u, v) at z-depth ``z`` (metres) through 3 x 3 ``k``."""
-    return np.stack([(u - k[0, 2]) / k[0, 0] * z, (v - k[1, 2]) / k[1, 1] * z, z], axis=-1)
 
 
 def _inside(u: np.ndarray, v: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -256,7 +251,7 @@ def _splat_depth(depth: np.ndarray, k: np.ndarray, pose: np.ndarray) -> np.ndarr
     v = (rows[None, :] + dv.reshape(-1, 1)).ravel()
     z = np.tile(z, du.size)
     fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
-    points = _unproject(u, v, z, k) @ pose[:3, :3].T + pose[:3, 3]
+    points = unproject(u, v, z, k) @ pose[:3, :3].T + pose[:3, 3]
     z_s = points[:, 2]
     front = z_s > MIN_DEPTH_M
     points, z_s = points[front], z_s[front]
@@ -290,7 +285,7 @@ def render_source_view(rgb: np.ndarray, depth: np.ndarray, intrinsics, pose: np.
     u, v = _pixel_grid(height, width)
     landed = np.isfinite(z_source)
     z = np.where(landed, z_source, 1.0)
-    back = (_unproject(u, v, z, k) - pose[:3, 3]) @ pose[:3, :3]  # source frame -> target frame: R^T (X - t)
+    back = (unproject(u, v, z, k) - pose[:3, 3]) @ pose[:3, :3]  # source frame -> target frame: R^T (X - t)
     z_t = np.maximum(back[..., 2], MIN_DEPTH_M)
     u_t = k[0, 0] * back[..., 0] / z_t + k[0, 2]
     v_t = k[1, 1] * back[..., 1] / z_t + k[1, 2]

@@ -40,6 +40,11 @@ def intrinsics_matrix(intrinsics) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
+def unproject(u: np.ndarray, v: np.ndarray, z: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Camera-frame points ... x 3 (metres) of pixels (u, v) at z-depth ``z`` (metres) through 3 x 3 ``k``."""
+    return np.stack([(u - k[0, 2]) / k[0, 0] * z, (v - k[1, 2]) / k[1, 1] * z, z], axis=-1)
+
+
 def mirror_pose(pose: torch.Tensor) -> torch.Tensor:
     """... x 4 x 4 rigid transform between two cameras -> the same motion seen in both images mirrored."""
     flip = torch.as_tensor(MIRROR, dtype=pose.dtype, device=pose.device)

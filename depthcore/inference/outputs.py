@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depthcore.geometry.camera import intrinsics_matrix, unproject
 from depthcore.io import atomic_path
 
 COLORMAP = "turbo"  # no black in it: black marks the pixels without depth
@@ -94,11 +95,9 @@ def write_color(path: Path, depth: np.ndarray, *, cmap: str, colorbar: bool) -> 
 
 def backproject(depth: np.ndarray, intrinsics: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
     """(N x 3 float32 points in metres, N x 2 int pixel (row, col)) of the pixels with depth > 0."""
-    fx, fy, cx, cy = intrinsics
     rows, cols = np.nonzero(depth > 0)
-    z = depth[rows, cols].astype(np.float64)
-    points = np.stack([(cols - cx) * z / fx, (rows - cy) * z / fy, z], axis=1).astype(np.float32)
-    return points, np.stack([rows, cols], axis=1)
+    points = unproject(cols, rows, depth[rows, cols].astype(np.float64), intrinsics_matrix(intrinsics))
+    return points.astype(np.float32), np.stack([rows, cols], axis=1)
 
 
 def write_ply(path: Path, depth: np.ndarray, rgb: np.ndarray, intrinsics: tuple[float, float, float, float]) -> None:
