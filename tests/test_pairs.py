@@ -253,11 +253,12 @@ def test_pairs_stage_refuses_bad_second_views_before_any_work(tmp_path):
 
     def dataset(name, *, pose=None, intrinsics=(518.9, 519.5, 31.5, 23.5)):
         store = ResumableStore(tmp_path / f"{name}.zarr", key=None)
-        store.array("rgb", (2, 48, 64, 3), np.uint8)
+        store.array("rgb", (2, 48, 64, 3), np.uint8)[:] = 0
         store.array("depth", (2, 48, 64), np.float32)[:] = 2.0
         if pose is not None:
-            store.array("pair_rgb", (2, 48, 64, 3), np.uint8)
+            store.array("pair_rgb", (2, 48, 64, 3), np.uint8)[:] = 0
             store.array("pair_pose", (2, 4, 4), np.float32)[:] = np.broadcast_to(pose, (2, 4, 4))
+        store.mark_done(2)
         return store.commit({"intrinsics": list(intrinsics)})
 
     cfg = make_params().pairs  # method: dataset

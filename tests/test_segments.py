@@ -233,8 +233,9 @@ def test_unknown_method_and_model_list_valid_ones(tmp_path):
 
 def test_gt_without_instances_is_a_clear_error(tmp_path):
     store = ResumableStore(tmp_path / "dataset.zarr", key=None)
-    store.array("rgb", (1, 8, 8, 3), np.uint8)
-    store.array("split", (1,), np.int8)
+    store.array("rgb", (1, 8, 8, 3), np.uint8)[:] = 0
+    store.array("split", (1,), np.int8)[:] = 0
+    store.mark_done(1)
     path = store.commit({"source": "handmade"})
     with pytest.raises(SegmentsError, match="no 'instances'"):
         write("gt", path, tmp_path / "s.zarr", tmp_path)

@@ -28,6 +28,7 @@ def test_sam_random_weights_one_image(tmp_path):
     store.array("rgb", rgb.shape, np.uint8)[:] = rgb
     store.array("instances", instances.shape, np.int32)[:] = instances
     store.array("split", (1,), np.int8)[:] = 2
+    store.mark_done(1)
     dataset = store.commit({"source": "handmade"})
 
     params = make_params(

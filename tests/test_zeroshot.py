@@ -23,6 +23,7 @@ EVAL = make_params().eval
 def _as_store(path, depth):
     store = ResumableStore(path, key=None)
     store.array("depth", depth.shape, np.float32)[:] = depth
+    store.mark_done(len(depth))
     return Store(store.commit({}))
 
 

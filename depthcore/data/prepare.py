@@ -65,6 +65,7 @@ def render_synthetic(syn, path: Path, *, key: str | None, progress: bool = True)
             arrays[name][i] = getattr(sample, name)
         if (i + 1) % PROGRESS_EVERY == 0:
             store.mark_done(i + 1)
+    store.mark_done(n)
     test = held_out_scenes(math.ceil(n / syn.views_per_room), syn.seed)
     official = np.where(test[scenes], TEST, TRAIN).astype(np.int8)
     attrs = {"scene": scenes.tolist(), "official_split": official.tolist(), "settings": syn.to_dict()}
@@ -122,6 +123,7 @@ def _write_images(store: ResumableStore, shape: tuple[int, int, int], sample, ex
             array[i] = item[name]
         if (i + 1) % PROGRESS_EVERY == 0:
             store.mark_done(i + 1)
+    store.mark_done(n)
 
 
 def _commit(store: ResumableStore, source: str, scene, official, extra_attrs: dict[str, Any]) -> Path:

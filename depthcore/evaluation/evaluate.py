@@ -35,11 +35,15 @@ def predict_to_store(
     """Write ``out`` with ``depth`` (n_images, 480, 640) float32 metres: ``loader``'s images filled, 0 elsewhere
     (atomic, like every store; quick, so never resumed). The model runs on the device its weights are on."""
     device = next(model.parameters()).device
-    store = ResumableStore(out, key=None)
+    store = ResumableStore(out, key=None, resume=False)
     depth = store.array("depth", (n_images, NYU_HEIGHT, NYU_WIDTH), np.float32)
+    unpredicted = set(range(n_images))
     for indices, preds in iter_predictions(model, loader, device=device, progress=progress):
         for index, pred in zip(indices, preds, strict=True):
             depth[int(index)] = pred
+            unpredicted.discard(int(index))
+    for index in sorted(unpredicted):
+        depth[index] = 0.0
     store.mark_done(n_images)
     return store.commit(attrs)
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from depthcore.data.samples import TrainingDataset
 from depthcore.device import autocast, default_device
 from depthcore.errors import DepthcoreError
-from depthcore.io import atomic_path, write_csv_atomic
+from depthcore.io import WriterLock, atomic_path, write_csv_atomic
 from depthcore.models.adapters.base import DepthAdapter
 from depthcore.models.predict import predict_crop, to_device, upsample_to
 from depthcore.seeding import torch_generator
@@ -216,40 +216,42 @@ def train(
             "train_loss": train_loss,
         } | val
 
-    saved = load_state(out.state, resume_key)
-    if saved is not None:
-        for name, part in (("state_dict", model), ("optimizer", optimizer), ("schedule", schedule), ("scaler", scaler)):
-            part.load_state_dict(saved[name])
-        history, best, start = saved["history"], saved["best"], int(saved["epoch"])
-        print(f"{out.checkpoint}: resuming after epoch {start}")
-    else:
-        val = validate(job, val_loader, device=device, amp=amp)  # epoch 0: the untrained model
-        history, start = [row(0, None, val)], 0
-        best = {"epoch": 0, "score": score(val), "state_dict": _cpu(model), "val": val}
+    with WriterLock(out.state):  # one trainer per state file, until it is done (or its process ends)
+        saved = load_state(out.state, resume_key)
+        if saved is not None:
+            parts = {"state_dict": model, "optimizer": optimizer, "schedule": schedule, "scaler": scaler}
+            for name, part in parts.items():
+                part.load_state_dict(saved[name])
+            history, best, start = saved["history"], saved["best"], int(saved["epoch"])
+            print(f"{out.checkpoint}: resuming after epoch {start}")
+        else:
+            val = validate(job, val_loader, device=device, amp=amp)  # epoch 0: the untrained model
+            history, start = [row(0, None, val)], 0
+            best = {"epoch": 0, "score": score(val), "state_dict": _cpu(model), "val": val}
 
-    for epoch in range(start, cfg.epochs):
-        train_loss = train_epoch(job, epoch, step, state=out.state, device=device, amp=amp, progress=progress)
-        val = validate(job, val_loader, device=device, amp=amp)
-        history.append(row(epoch + 1, train_loss, val))
-        if cfg.select == "last" or score(val) < best["score"]:
-            best = {"epoch": epoch + 1, "score": score(val), "state_dict": _cpu(model), "val": val}
-        shown = "".join(f", {k} {v:.4f}" for k, v in val.items())
-        print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}{shown} (kept {best['epoch']})")
-        save_state(out.state, resume_key, epoch + 1, model, optimizer, schedule, scaler, history, best)
+        for epoch in range(start, cfg.epochs):
+            train_loss = train_epoch(job, epoch, step, state=out.state, device=device, amp=amp, progress=progress)
+            val = validate(job, val_loader, device=device, amp=amp)
+            history.append(row(epoch + 1, train_loss, val))
+            if cfg.select == "last" or score(val) < best["score"]:
+                best = {"epoch": epoch + 1, "score": score(val), "state_dict": _cpu(model), "val": val}
+            shown = "".join(f", {k} {v:.4f}" for k, v in val.items())
+            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}{shown} (kept {best['epoch']})")
+            save_state(out.state, resume_key, epoch + 1, model, optimizer, schedule, scaler, history, best)
+            if out.curves is not None:
+                write_csv_atomic(out.curves, out.earlier + history, list(CURVE_COLUMNS))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, history[-1])
+
+        summary = {"best_epoch": best["epoch"], "epochs": cfg.epochs, **best["val"]}
+        meta = dict(job.meta) | {"seed": job.seed, "phase": job.phase, "train": cfg.to_dict()}
+        save_checkpoint(
+            out.checkpoint, state_dict=best["state_dict"], meta=meta | {"history": out.earlier + history, **summary}
+        )
         if out.curves is not None:
             write_csv_atomic(out.curves, out.earlier + history, list(CURVE_COLUMNS))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, history[-1])
-
-    summary = {"best_epoch": best["epoch"], "epochs": cfg.epochs, **best["val"]}
-    meta = dict(job.meta) | {"seed": job.seed, "phase": job.phase, "train": cfg.to_dict()}
-    save_checkpoint(
-        out.checkpoint, state_dict=best["state_dict"], meta=meta | {"history": out.earlier + history, **summary}
-    )
-    if out.curves is not None:
-        write_csv_atomic(out.curves, out.earlier + history, list(CURVE_COLUMNS))
-    out.state.unlink(missing_ok=True)
-    return summary | {"history": history}
+        out.state.unlink(missing_ok=True)
+        return summary | {"history": history}
 
 
 def save_state(path: Path, resume_key, epoch, model, optimizer, schedule, scaler, history, best) -> None:
@@ -270,20 +272,23 @@ def save_state(path: Path, resume_key, epoch, model, optimizer, schedule, scaler
 
 
 def load_state(path: Path, resume_key: str | None) -> dict[str, Any] | None:
-    """The saved training state if it belongs to the same work, else None (saying why)."""
+    """The saved training state if it belongs to the same work, else None (saying why). Without a
+    ``resume_key`` (a stage run by hand) a readable state is kept and TrainingError says how to resume it."""
     if not path.exists():
         return None
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a truncated or foreign file: start afresh, like a changed one
         saved = None
-    if resume_key is not None and saved is not None and saved.get("resume_key") == resume_key:
+    if saved is not None and resume_key is None:
+        raise TrainingError(
+            f"{path} holds an interrupted training (after epoch {saved.get('epoch')}), kept: this run has no input "
+            f"identity (it was not started by DVC) to check it against. Resume it with `dvc repro`, which checks, "
+            f"or delete {path} to start afresh"
+        )
+    if saved is not None and saved.get("resume_key") == resume_key:
         return saved
-    if saved is None:
-        reason = "it cannot be read"
-    else:
-        reason = "no input identity to check it against" if resume_key is None else "its inputs changed"
-    print(f"{path}: starting afresh ({reason})")
+    print(f"{path}: starting afresh ({'it cannot be read' if saved is None else 'its inputs changed'})")
     return None
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from depthcore.io import UnsafeFileError, load_plain_torch
 from depthcore.models.backbones.clip import ClipBackbone, ClipError, build_clip_backbone
 from depthcore.weights.manifest import read_manifest, weights_file
 
@@ -24,12 +25,14 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = load_file(str(path))
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # TorchScript archives and pickles with code are refused by weights_only
+            state = load_plain_torch(path)
+        except UnsafeFileError as exc:
             raise ClipError(
-                f"{path} is not a plain state dict loadable with weights_only=True ({exc}). OpenAI's original "
-                "TorchScript .pt files are converted by `clip.pretrained: openai` (the fetch_clip stage)."
-            ) from exc
+                f"{exc}. (OpenAI's original TorchScript .pt files are converted by `clip.pretrained: openai`, "
+                "the fetch_clip stage.)"
+            ) from None
+        except Exception as exc:
+            raise ClipError(f"{path} is not a readable state dict ({type(exc).__name__}: {exc})") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:

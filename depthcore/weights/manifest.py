@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from depthcore.errors import DepthcoreError
-from depthcore.io import atomic_path, prune_dir, read_json, sha256_of, write_json_atomic
+from depthcore.io import atomic_path, prune_dir, read_json, restore_advice, sha256_of, write_json_atomic
 
 MANIFEST = "weights.json"
 PRETRAINED_NONE = "none"  # the ``pretrained`` tag of seeded random weights (no file)
@@ -83,10 +83,16 @@ def read_manifest(weights_dir: Path | str, *, stage: str) -> dict[str, Any]:
 
 
 def weights_file(weights_dir: Path | str, manifest: dict[str, Any], *, stage: str) -> Path | None:
-    """The weights file a manifest names (None for random init); WeightsError if it is missing."""
+    """The weights file a manifest names (None for random init), verified against the SHA-256 the manifest
+    records; WeightsError if it is missing or its bytes are not those recorded."""
     if manifest.get("file") is None:
         return None
     path = Path(weights_dir) / manifest["file"]
     if not path.is_file():
         raise WeightsError(f"weights {path} not found: run `dvc repro {stage}` first")
+    if manifest.get("sha256") and sha256_of(path) != manifest["sha256"]:
+        raise WeightsError(
+            f"weights {path} are corrupt: their SHA-256 is not the {manifest['sha256'][:16]}... that "
+            f"{Path(weights_dir) / MANIFEST} records; {restore_advice(weights_dir)}"
+        )
     return path

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from segment_anything.modeling import Sam
 
+from depthcore.io import UnsafeFileError, load_plain_torch
 from depthcore.models.backbones.sam import SAM_MODELS, SamError, build_sam
 from depthcore.weights.manifest import read_manifest, weights_file
 
@@ -28,9 +29,11 @@ def load_sam_checkpoint(model: torch.nn.Module, path: Path | str, *, model_name:
     Raises SamError naming ``model_name`` and the missing, unexpected and mis-shaped keys.
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and weights_only errors all mean "not a usable checkpoint"
-        raise SamError(f"could not read SAM checkpoint {path}: {exc}") from exc
+        state = load_plain_torch(path)
+    except UnsafeFileError as exc:
+        raise SamError(str(exc)) from None
+    except Exception as exc:  # truncated or foreign files
+        raise SamError(f"could not read SAM checkpoint {path} ({type(exc).__name__}: {exc})") from exc
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
