@@ -68,12 +68,12 @@ def test_resume_after_kill_skips_finished_images_and_gives_the_same_store(synthe
     batches = []
 
     def counting(self, images, layers, die_on=None):
-        batches.append(images.shape[0] // 2)  # images and their mirrors
+        batches.append(images.shape[0] // 2)  # an image and its mirror: computed one image at a time
         if len(batches) == die_on:
             raise _Killed
         return real(self, images, layers)
 
-    monkeypatch.setattr(ClipBackbone, "forward_features", lambda s, i, la: counting(s, i, la, die_on=2))
+    monkeypatch.setattr(ClipBackbone, "forward_features", lambda s, i, la: counting(s, i, la, die_on=3))
     out = tmp_path / "resumed.zarr"
     with pytest.raises(_Killed):
         extract(synthetic_dataset, out, tiny_backbone(), layers, key="k")
@@ -89,7 +89,7 @@ def test_resume_after_kill_skips_finished_images_and_gives_the_same_store(synthe
         np.testing.assert_array_equal(resumed.read(name), full.read(name))
 
     batches.clear()  # killed again, then rerun for other inputs (another key): everything is recomputed
-    monkeypatch.setattr(ClipBackbone, "forward_features", lambda s, i, la: counting(s, i, la, die_on=2))
+    monkeypatch.setattr(ClipBackbone, "forward_features", lambda s, i, la: counting(s, i, la, die_on=3))
     with pytest.raises(_Killed):
         extract(synthetic_dataset, tmp_path / "other.zarr", tiny_backbone(), layers, key="old inputs")
     monkeypatch.setattr(ClipBackbone, "forward_features", lambda s, i, la: counting(s, i, la))

@@ -24,7 +24,7 @@ from zarr.codecs import BloscCodec
 
 from depthcore.artifacts import save_shallow
 from depthcore.data.store import ResumableStore, Store, StoreError
-from depthcore.device import autocast, default_device
+from depthcore.device import autocast, default_device, per_image
 from depthcore.geometry.frame import (
     DEPTHCLIP_CROP,
     IMAGENET_MEAN,
@@ -91,13 +91,14 @@ def features_attrs(backbone: ClipBackbone, weights: dict[str, Any], layers: tupl
 def clip_views(backbone: ClipBackbone, rgb: np.ndarray, layers: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The stored features of a batch of frames: ``rgb`` B x 480 x 640 x 3 uint8 -> layer -> B x 2 x C x h x w
     float16 (view 0: the image, view 1: its mirror image, features not flipped back), computed on the device
-    the backbone is on (float16 autocast on CUDA). What ``clip.zarr`` holds, and what live prediction computes."""
+    the backbone is on (float16 autocast on CUDA), one image (and its mirror) at a time: the bytes do not
+    depend on B. What ``clip.zarr`` holds, and what live prediction computes."""
     device = next(backbone.parameters()).device
     images = preprocess(torch.from_numpy(np.ascontiguousarray(rgb))).to(device)
-    with torch.no_grad(), autocast(device):
-        feats = backbone.forward_features(torch.cat([images, images.flip(-1)]), layers)
+    with torch.no_grad(), autocast(device):  # per image: image 0, mirror 0, image 1, mirror 1, ...
+        feats = per_image(lambda x: backbone.forward_features(torch.cat([x, x.flip(-1)]), layers), images)
     return {
-        name: value.float().unflatten(0, (N_VIEWS, len(rgb))).transpose(0, 1).cpu().numpy().astype(FEATURE_DTYPE)
+        name: value.float().unflatten(0, (len(rgb), N_VIEWS)).cpu().numpy().astype(FEATURE_DTYPE)
         for name, value in feats.items()
     }
 

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from depthcore.data.batch import mirror_batch
-from depthcore.device import autocast
+from depthcore.device import autocast, per_image
 from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape, flip_average, paste_prediction
 
 CROP_SIZE = crop_shape(DEPTHCLIP_CROP)
@@ -41,12 +41,15 @@ def predict_crop(
     model: nn.Module, batch: dict[str, torch.Tensor], *, amp: bool = False, size: tuple[int, int] = CROP_SIZE
 ) -> torch.Tensor:
     """Flip-averaged prediction B x 1 x H x W at the crop (metres, float32; ``size`` = H x W, the DepthCLIP
-    crop) for a batch loaded with ``with_flipped=True``."""
+    crop) for a batch loaded with ``with_flipped=True``, one image at a time (the same numbers for any B)."""
     device = next(iter(batch.values())).device
+
+    def one(item: dict[str, torch.Tensor]) -> torch.Tensor:
+        return flip_average(model(item).float(), model(mirror_batch(item)).float())
+
     with autocast(device, amp):
-        pred = model(batch).float()
-        pred_mirrored = model(mirror_batch(batch)).float()
-    return upsample_to(flip_average(pred, pred_mirrored), size)
+        pred = per_image(one, batch)
+    return upsample_to(pred, size)
 
 
 def iter_predictions(

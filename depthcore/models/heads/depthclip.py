@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from depthcore.device import per_image
 from depthcore.errors import DepthcoreError
 from depthcore.geometry.frame import flip_average, paste_prediction
 
@@ -152,11 +153,12 @@ def zeroshot_depth(head: nn.Module, layer4_pair: torch.Tensor) -> torch.Tensor:
     """Full zero-shot prediction from cached features.
 
     layer4_pair: B x 2 x C x h x w (index 1 = features of the horizontally flipped image), any float
-    dtype. Returns B x 1 x 480 x 640 float32 metres, 0 outside the DepthCLIP crop.
+    dtype. Returns B x 1 x 480 x 640 float32 metres, 0 outside the DepthCLIP crop; computed one image at a
+    time, so independent of B.
     """
     if layer4_pair.ndim != 5 or layer4_pair.shape[1] != 2:
         raise ValueError(f"expected B x 2 x C x h x w (image, flipped) features, got {tuple(layer4_pair.shape)}")
     b = layer4_pair.shape[0]
-    depth = head(layer4_pair.flatten(0, 1).float())  # 2B x 1 x h x w
+    depth = per_image(lambda pair: head(pair.flatten(0, 1).float()), layer4_pair)  # 2B x 1 x h x w, per image
     depth = depth.unflatten(0, (b, 2))
     return paste_prediction(flip_average(depth[:, 0], depth[:, 1]))
