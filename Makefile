@@ -32,8 +32,11 @@ lint: $(STAMP)
 pipeline: $(STAMP)
 	$(BIN)/python -m depthcore.pipeline write
 
+# After DVC, stale unfinished work (a .partial store or training state whose output DVC restored from its
+# run-cache) is removed; unfinished work of stages that are not up to date is kept and listed.
 repro: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m depthcore.pipeline partials --remove
 
 # The whole pipeline with no network, on a 2-core CPU in a few minutes: rendered rooms, seeded random CLIP/SAM
 # weights, the cheap felzenszwalb segmenter and a short training of the published MSA at narrow widths; the

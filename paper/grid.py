@@ -50,6 +50,7 @@ def run(jobs: int) -> None:
             dvc("exp", "run", "--queue", target)
         dvc("exp", "run", "--run-all", "--jobs", str(jobs))
     dvc("repro", str(GRID_DVC_FILE))
+    subprocess.run([sys.executable, "-m", "depthcore.pipeline", "partials", "--remove"], cwd=REPO, check=True)
 
 
 def readme() -> None:

@@ -1,5 +1,7 @@
 """What every stage script shares: the whole params.yaml validated before any work, the stage's input
-identity (for resuming interrupted work), and depthcore's user errors as one line and exit status 1.
+identity (for resuming interrupted work), depthcore's user errors as one line and exit status 1, and, under
+DVC, an end when the dvc process that started the stage is gone (killed by SIGTERM or SIGHUP, dvc does not
+stop its stage; an orphan writing on would race the rerun).
 
 Stage scripts import this module first; it puts the checkout's own root first on ``sys.path``, so a
 stage always runs the ``depthcore`` next to it (the code DVC hashed), also in DVC's experiment copies.
@@ -14,6 +16,8 @@ import hashlib
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+SHELLS = {"sh", "bash", "dash", "zsh", "fish", "ksh"}  # what DVC may run a stage's command through
+WATCH_S = 0.5  # how often a stage checks that its dvc process is alive
 GPU_LOCKS = ".dvc/tmp/gpu-locks"  # under the main repository (DVC_ROOT), shared by the queue's workers
 _HELD: list = []  # the open lock file of this process's GPU
 
@@ -45,6 +51,47 @@ def take_one_gpu() -> None:
         _HELD.append(handle)
         os.environ["CUDA_VISIBLE_DEVICES"] = device.strip()
         return
+
+
+def _process(pid: int) -> tuple[str, str, int, str] | None:
+    """(command name, state, parent pid, start time) of a live process from /proc, None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return text[text.index("(") + 1 : text.rindex(")")], fields[0], int(fields[1]), fields[19]
+
+
+def watch_dvc() -> None:
+    """Under DVC (``DVC_STAGE`` set; Linux's /proc), end this process with a one-line error within
+    :data:`WATCH_S` of the dvc process that ran it (the first ancestor that is not a shell) exiting. What was
+    finished is kept, as after any kill, and a rerun resumes it."""
+    if "DVC_STAGE" not in os.environ or not Path("/proc/self/stat").exists():
+        return
+    chain, pid = [], os.getppid()
+    while pid > 1 and (info := _process(pid)) is not None:
+        chain.append((pid, info[3]))
+        if info[0] not in SHELLS:
+            break
+        pid = info[2]
+
+    def gone() -> bool:
+        return any((info := _process(p)) is None or info[1] == "Z" or info[3] != start for p, start in chain)
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(WATCH_S)
+        print(
+            f"error: dvc (pid {chain[-1][0]}) has exited, so this stage stops too (no orphan writes on); what it "
+            "finished is kept: rerun `dvc repro` to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(1)
+
+    if chain:
+        threading.Thread(target=watch, name="watch-dvc", daemon=True).start()
 
 
 take_one_gpu()
@@ -75,6 +122,7 @@ class Stage:
 def run(main: Callable[[Stage], None], make_stage: Callable[[], Stage] | None = None) -> None:
     """Validate params.yaml (``make_stage``: how to build the stage, default the main pipeline's), then call
     ``main(stage)``; print depthcore's user errors as one line and exit 1."""
+    watch_dvc()
     try:
         main(make_stage() if make_stage is not None else Stage(params=load_params(PARAMS_FILE)))
     except DepthcoreError as exc:

@@ -147,7 +147,8 @@ def test_a_stale_grid_is_refused_naming_the_command(tmp_path):
     stale.write_text(
         grid_dvc_yaml(validate_params(default_raw() | {"paper": base.paper.to_dict() | {"seeds": [0]}}), rows)
     )
-    check_grid(base, rows, stale)  # the seeds are a variable of the file, not part of it
+    with pytest.raises(PaperError, match=r"out of date .* changed \['evaluate-"):
+        check_grid(base, rows, stale)  # the seeds are written into the file (no params.yaml vars for DVC to parse)
     fewer = validate_params(default_raw() | {"paper": base.paper.to_dict() | {"rows": ["t3_l1"]}})
     stale.write_text(grid_dvc_yaml(fewer, rows))
     with pytest.raises(PaperError, match=r"paper/dvc.yaml is out of date .*missing \[.*`make paper-grid`"):

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from depthcore.config.offline import OFFLINE
+from depthcore.data.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -208,13 +209,12 @@ def test_offline_pipeline_caches_exactly(tmp_path):
     assert "metrics/paper" not in diff  # the paper grid's files are plain outputs, not listed as missing metrics
 
 
-@pytest.mark.slow
-def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path):
-    clone = make_clone(tmp_path, OFFLINE_RUN | {"data.synthetic.images": 12})
-    dvc(clone, "repro", "prepare")
+def start_and_interrupt(clone: Path, sig: int, *args: str, group: bool = False) -> None:
+    """Start ``dvc repro *args`` (clip_features) and send ``sig`` once 4 images are written: to dvc alone, or
+    with ``group`` to dvc and its stage (a SIGKILL of everything)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **GIT_IDENTITY}
     proc = subprocess.Popen(
-        [str(BIN / "dvc"), "repro", "clip_features"],
+        [str(BIN / "dvc"), "repro", *args],
         cwd=clone,
         env=env,
         stdout=subprocess.PIPE,
@@ -227,10 +227,40 @@ def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path)
         if partial.exists() and json.loads(partial.read_text())["attributes"].get("_items_done", 0) >= 4:
             break
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
     proc.wait()
+
+
+def lock_hash(clone: Path, stage: str) -> str:
+    return yaml.safe_load((clone / "dvc.lock").read_text())["stages"][stage]["outs"][0]["md5"]
+
+
+@pytest.mark.slow
+def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path):
+    clone = make_clone(tmp_path, OFFLINE_RUN | {"data.synthetic.images": 12})
+    dvc(clone, "repro", "prepare")
+    start_and_interrupt(clone, signal.SIGKILL, "clip_features", group=True)
     out = dvc(clone, "repro", "clip_features")
     assert "resuming from image" in out and "starting afresh" not in out
+    assert not (clone / "data/features/clip.zarr.partial").exists()
+
+    # SIGTERM to dvc alone (what `kill` and `timeout` send) ends dvc, not its stage: the stage stops by itself,
+    # and a rerun at once resumes to an uninterrupted run's bytes, never a broken store recorded as good
+    set_params(clone, {"clip.init_seed": 1})  # new work: nothing cached to restore
+    start_and_interrupt(clone, signal.SIGTERM, "clip_features")
+    out = dvc(clone, "repro", "clip_features")
+    assert "resuming from image" in out and "starting afresh" not in out
+    resumed = lock_hash(clone, "clip_features")
+    Store(clone / "data/features/clip.zarr").read("layer4")  # every chunk there and checksummed
+    dvc(clone, "repro", "--force", "clip_features")
+    assert lock_hash(clone, "clip_features") == resumed
+
+    # killed, then restored from the run-cache (the stage does not run): the stale partial goes with make repro
+    start_and_interrupt(clone, signal.SIGKILL, "--force", "clip_features", group=True)
+    assert "is cached - skipping run" in dvc(clone, "repro", "clip_features")
+    assert (clone / "data/features/clip.zarr.partial").exists()
+    out = _run([sys.executable, "-m", "depthcore.pipeline", "partials", "--remove"], clone).stdout
+    assert "removed " in out and "stale, clip_features is complete and up to date" in out
     assert not (clone / "data/features/clip.zarr.partial").exists()
 
     # a local weights file is tracked by content: replacing it re-runs what used the weights

@@ -293,9 +293,11 @@ def load_params(path: Path | str, overrides: Mapping[str, Any] | None = None) ->
     if not path.is_file():
         raise ConfigError(f"{path} not found: run the stages from the repository root (dvc repro does)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not raw:
+        raise ConfigError(f"{path} is empty: restore the repository's copy with `git checkout {path}`")
     return validate_params(with_overrides(raw, overrides or {}))
 
 

@@ -22,6 +22,14 @@ GRID_METRICS = Path("metrics/paper")  # <row>/seed<k>.json: a run's evaluate met
 GRID_VARIANTS = Path("data/paper/variants")  # <stage>-<hash>/: upstream artifacts some rows need
 
 
+RESUME_SUFFIX = ".resume.pt"  # training state of an interrupted run, next to its checkpoint
+
+
+def resume_state_of(model: Path) -> Path:
+    """Where the training that writes the checkpoint ``model`` keeps its state until it finishes."""
+    return model.with_name(model.stem + RESUME_SUFFIX)
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where each stage reads and writes (the main pipeline's locations)."""
@@ -63,7 +71,7 @@ class Paths:
     @property
     def resume_state(self) -> Path:
         """Training state of an interrupted run (next to the model; not a DVC output)."""
-        return self.model.with_name(self.model.stem + ".resume.pt")
+        return resume_state_of(self.model)
 
     def phase_model(self, phase: str) -> Path:
         """The finished checkpoint of an earlier training ``phase`` (next to the model; removed at the end)."""

@@ -151,7 +151,7 @@ def grid_stages(base: Params, rows: dict[str, Row]) -> dict[str, dict[str, Any]]
         run = paths.for_run(row_id, SEED)
         inputs = [str(p) for p in needed_inputs(params, run)]
         stages[f"train-{row_id}"] = {
-            "matrix": {"seed": "${paper.seeds}"},
+            "matrix": {"seed": list(base.paper.seeds)},
             "wdir": "..",
             "cmd": _cmd("train", row_id, moved, seed=True),
             "deps": _code("train", plugin_files(params)) + [check] + inputs,
@@ -159,7 +159,7 @@ def grid_stages(base: Params, rows: dict[str, Row]) -> dict[str, dict[str, Any]]
             "outs": outputs(SPECS["train"].outs, run, report_as_plain=True)["outs"],
         }
         stages[f"evaluate-{row_id}"] = {
-            "matrix": {"seed": "${paper.seeds}"},
+            "matrix": {"seed": list(base.paper.seeds)},
             "wdir": "..",
             "cmd": _cmd("evaluate", row_id, moved, seed=True),
             "deps": _code("evaluate", plugin_files(params, loss=False)) + [check, str(run.model)] + inputs,
@@ -168,7 +168,7 @@ def grid_stages(base: Params, rows: dict[str, Row]) -> dict[str, dict[str, Any]]
         }
     if any(rows[r].kind == "lower_bound" for r in select_rows(rows, base.paper.rows)):
         stages["lower_bound"] = {
-            "matrix": {"seed": "${paper.seeds}"},
+            "matrix": {"seed": list(base.paper.seeds)},
             "wdir": "..",
             "cmd": _cmd("lower_bound", seed=True),
             "deps": _code("lower_bound") + [check, str(Paths().dataset)],
@@ -188,7 +188,7 @@ def grid_stages(base: Params, rows: dict[str, Row]) -> dict[str, dict[str, Any]]
 
 def grid_dvc_yaml(base: Params, rows: dict[str, Row]) -> str:
     """The text of ``paper/dvc.yaml``."""
-    return dump_stages(grid_stages(base, rows), {}, HEADER, extra={"vars": [f"../{PARAMS_FILE}:paper"]})
+    return dump_stages(grid_stages(base, rows), {}, HEADER)
 
 
 def check_grid(base: Params, rows: dict[str, Row], path: Path = REPO / GRID_DVC_FILE) -> None:
