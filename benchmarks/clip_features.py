@@ -7,7 +7,9 @@ Prints and writes benchmarks/results/clip_features.json:
 - bytes per image on disk for every layer (both views), the compression ratio against raw float16,
   plain zstd for comparison, and the NYUv2-size store (1449 images) extrapolated for the default
   ``clip.cache_layers`` and for all five layers;
-- zero-shot time per image from the cache versus recomputing the backbone, and their ratio.
+- zero-shot time per image from the cache versus recomputing the backbone, and their ratio;
+- the cost of the crc32c checksum on every chunk: bytes per image and read time per image (all layers,
+  both views) against a copy of the same store written without it, and their ratio.
 
 Runs offline on rendered synthetic rooms with seeded random weights by default. Random-init
 activations compress differently from pretrained ones (about half the values are exactly zero
@@ -30,11 +32,12 @@ from pathlib import Path
 import numcodecs
 import numpy as np
 import torch
+import zarr
 
 from depthcore.config.params import load_params
 from depthcore.data.prepare import fetch_data, prepare_dataset
 from depthcore.data.store import Store
-from depthcore.features.clip import extract_clip_features, preprocess
+from depthcore.features.clip import FEATURE_COMPRESSOR, extract_clip_features, preprocess
 from depthcore.features.head import build_depthclip_head
 from depthcore.geometry.frame import CLIP_LAYERS
 from depthcore.models.backbones.clip import build_clip_backbone
@@ -68,6 +71,45 @@ def _time_backbone(backbone, rgb: np.ndarray, batch: int, device: torch.device, 
         if device.type == "cuda":
             torch.cuda.synchronize()
     return repeats * batch / (time.perf_counter() - start)
+
+
+def _read_s_per_image(group: zarr.Group, n: int, repeats: int = 3) -> float:
+    """Best of ``repeats`` of the seconds to read every array of ``group`` for one image (mean over n)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(n):
+            for name in group.array_keys():
+                group[name][i]
+        best = min(best, (time.perf_counter() - start) / n)
+    return best
+
+
+def _checksum_cost(store: Path, plain_path: Path, n: int) -> dict:
+    """Bytes and read time per image of ``store`` (crc32c on every chunk) against a copy without the checksum."""
+    group = zarr.open_group(str(store), mode="r")
+    plain = zarr.open_group(str(plain_path), mode="w")
+    for name in group.array_keys():
+        array = group[name]
+        copy = plain.create_array(
+            name=name,
+            shape=array.shape,
+            chunks=array.chunks,
+            dtype=array.dtype,
+            compressors=[FEATURE_COMPRESSOR],
+            fill_value=0,
+        )
+        copy[...] = array[...]
+    names = list(group.array_keys())
+    extra = sum(_array_bytes(store / name) - _array_bytes(plain_path / name) for name in names) / n
+    with_sum, without = _read_s_per_image(group, n), _read_s_per_image(plain, n)
+    return {
+        "layers": names,
+        "checksum_bytes_per_image": extra,
+        "read_s_per_image_with_crc32c": with_sum,
+        "read_s_per_image_without": without,
+        "read_time_ratio": with_sum / without,
+    }
 
 
 def main() -> None:
@@ -169,6 +211,7 @@ def main() -> None:
             }
 
         results["nyuv2_store"] = {"default": extrapolate(default_layers), "all_layers": extrapolate(CLIP_LAYERS)}
+        results["checksum"] = _checksum_cost(store, tmp / "plain.zarr", n)
 
         head = build_depthclip_head(backbone=backbone, cfg=defaults.depthclip)
         start = time.perf_counter()
