@@ -24,7 +24,6 @@ from torch.utils.data import DataLoader
 
 from depthcore.artifacts import ArtifactError, head_identity, load_head
 from depthcore.config.params import load_params
-from depthcore.config.paths import GRID_DVC_FILE
 from depthcore.data.batch import store_paths
 from depthcore.data.samples import TrainingDataset
 from depthcore.data.store import Store
@@ -34,6 +33,8 @@ from depthcore.features.clip import extract_clip_features
 from depthcore.features.zeroshot import predict_zeroshot
 from depthcore.io import CorruptFileError, WriterLock, read_safetensors, sha256_of, write_safetensors_atomic
 from depthcore.models.adapters.registry import build_adapter
+from depthcore.paper.grid import grid_dvc_yaml
+from depthcore.paper.rows import load_rows
 from depthcore.pipeline.partials import remove_stale, unfinished_work
 from depthcore.seeding import seed_global
 from depthcore.training.loop import TrainingError
@@ -220,7 +221,7 @@ def test_empty_params_are_one_line_naming_the_fix(tmp_path):
     (tmp_path / "params.yaml").write_text("")
     with pytest.raises(ConfigError, match=r"params.yaml is empty: restore the repository's copy with `git checkout"):
         load_params(tmp_path / "params.yaml")
-    grid = (REPO / GRID_DVC_FILE).read_text()
+    grid = grid_dvc_yaml(load_params(REPO / "params.yaml"), load_rows())
     assert "vars:" not in grid and "${paper" not in grid  # DVC parses the grid without params.yaml's values
     bad = tmp_path / "bad.yaml"
     bad.write_text((REPO / "params.yaml").read_text().replace("  rows: null", "  rows: [no_such_row]"))

@@ -142,7 +142,11 @@ def test_variants_are_shared_and_follow_the_variants_they_read():
 def test_a_stale_grid_is_refused_naming_the_command(tmp_path):
     base = load_params(REPO / "params.yaml")
     rows = load_rows()
-    check_grid(base, rows)  # the committed file is current
+    current = tmp_path / "current.yaml"
+    current.write_text(grid_dvc_yaml(base, rows))
+    check_grid(base, rows, current)
+    with pytest.raises(PaperError, match=r"out of date .* missing \['check'"):
+        check_grid(base, rows, tmp_path / "absent.yaml")  # not written yet
     stale = tmp_path / "dvc.yaml"
     stale.write_text(
         grid_dvc_yaml(validate_params(default_raw() | {"paper": base.paper.to_dict() | {"seeds": [0]}}), rows)
