@@ -176,6 +176,11 @@ def sha256_of(path: Path | str) -> str:
     return digest.hexdigest()
 
 
+def lock_path(target: Path | str) -> Path:
+    """The lock file of ``target`` (beside it): what :class:`WriterLock` holds while ``target`` is written."""
+    return Path(target).with_name(Path(target).name + ".lock")
+
+
 class WriterLock:
     """An exclusive lock on ``<target>.lock``, held by the one writer of ``target`` while it writes (released by
     :meth:`release`, on leaving a ``with`` block, or when the process ends, however it ends). A second writer
@@ -185,7 +190,7 @@ class WriterLock:
 
     def __init__(self, target: Path | str, *, wait_s: float | None = None):
         self.target = Path(target)
-        self.path = self.target.with_name(self.target.name + ".lock")
+        self.path = lock_path(self.target)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a+")  # noqa: SIM115  (held open while writing)
         deadline = time.monotonic() + (LOCK_WAIT_S if wait_s is None else wait_s)
@@ -211,7 +216,7 @@ class WriterLock:
     @staticmethod
     def held(target: Path | str) -> bool:
         """Whether some process holds the lock of ``target`` now."""
-        path = Path(target).with_name(Path(target).name + ".lock")
+        path = lock_path(target)
         if not path.exists():
             return False
         with open(path) as fh:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from depthcore.config.paths import resume_state_of
 from depthcore.data.store import partial_path
-from depthcore.io import WriterLock
+from depthcore.io import WriterLock, lock_path
 
 
 @dataclass(frozen=True)
@@ -71,5 +71,5 @@ def remove_stale(found: list[Unfinished]) -> list[Unfinished]:
     removed = [item for item in found if item.stale]
     for item in removed:
         shutil.rmtree(item.path) if item.path.is_dir() else item.path.unlink()
-        item.path.with_name(item.path.name + ".lock").unlink(missing_ok=True)
+        lock_path(item.path).unlink(missing_ok=True)
     return removed

@@ -237,11 +237,9 @@ def render_stage(spec: StageSpec, paths: Paths = Paths()) -> dict[str, Any]:  # 
     return entry | outputs(spec.outs, paths)
 
 
-def dump_stages(stages: dict[str, dict[str, Any]], docs: dict[str, str], header: str, extra: dict | None = None) -> str:
+def dump_stages(stages: dict[str, dict[str, Any]], docs: dict[str, str], header: str) -> str:
     """YAML text of ``stages`` with each stage's doc as a comment above it, after the ``header`` comment."""
     lines = [f"# {line}" for line in header.splitlines()]
-    if extra:
-        lines.append(yaml.safe_dump(extra, sort_keys=False, width=120).rstrip())
     lines.append("stages:")
     for name, entry in stages.items():
         if docs.get(name):
