@@ -23,6 +23,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one torch thread per worker: the wo
     torch.set_num_threads(1)
 # The offline configuration with 6 rendered images, 2 per room: 3 rooms, one each for test, val and train.
 TINY_DATA = {"data.synthetic.images": 6, "data.synthetic.views_per_room": 2}
+# A short training of the published MSA at tiny widths (2 epochs, batch 2): what the training tests run.
+TINY_TRAINING = {
+    "train.preset": "custom",
+    "train.epochs": 2,
+    "train.batch_size": 2,
+    "train.lr": 1e-3,
+    "adapters.msa.widths": [32, 16, 16, 8, 8, 4],
+}
 
 
 def tiny_backbone(seed: int = 0, embed_dim: int = 128):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, make_params
+from conftest import REPO, TINY_TRAINING, make_params
 from test_store import flip_byte
 from torch.utils.data import DataLoader
 
@@ -44,7 +44,6 @@ from depthcore.weights.manifest import MANIFEST, WeightsError, read_manifest, we
 from depthcore.weights.sam import load_sam_checkpoint
 
 BATCH_SIZES = (1, 3, 4)
-TINY_MSA = {"adapters.msa.widths": [32, 16, 16, 8, 8, 4]}
 
 
 def tree_digest(root) -> str:
@@ -61,7 +60,7 @@ def test_batch_sizes_do_not_change_any_stored_byte(pipeline, tmp_path):
     backbone = load_clip_backbone(pipeline.clip_weights)
     weights = read_manifest(pipeline.clip_weights, stage="fetch_clip")
     layers = tuple(Store(pipeline.clip_features).attrs["layers"])
-    params = make_params(TINY_MSA)
+    params = make_params(TINY_TRAINING)  # untrained here: only the model's widths matter
     run = build_run(params, pipeline)
     seed_global(0, "init", 0)
     model = build_adapter(params.adapter, cfg=params.adapter_config, context=run.context).eval()
@@ -201,7 +200,7 @@ class _Hook:
 
 
 def test_a_hand_run_training_keeps_the_state_of_an_interrupted_one(pipeline, tmp_path):
-    params = make_params(TINY_MSA | {"train.preset": "custom", "train.epochs": 2, "train.batch_size": 2})
+    params = make_params(TINY_TRAINING)
     paths = dataclasses.replace(
         pipeline, model=tmp_path / "m.safetensors", train_metrics=tmp_path / "m.json", train_curves=tmp_path / "m.csv"
     )

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, make_params
+from conftest import REPO, TINY_TRAINING, make_params
 from PIL import Image
 
 from depthcore.artifacts import head_identity, load_head, save_head
@@ -29,12 +29,8 @@ from depthcore.training.checkpoint import CheckpointError, load_checkpoint
 from depthcore.training.run import train_model
 
 # The MSA reading every computed input: cached CLIP layers, the zero-shot map (learned CLIP init), segments.
-EVERY_INPUT = {
-    "train.preset": "custom",
+EVERY_INPUT = TINY_TRAINING | {
     "train.epochs": 1,
-    "train.batch_size": 2,
-    "train.lr": 1e-3,
-    "adapters.msa.widths": [32, 16, 16, 8, 8, 4],
     "adapters.msa.alpha": 0.5,
     "adapters.msa.clip_init": "learned",
     "adapters.msa.segments": "color",

@@ -7,20 +7,14 @@ import hashlib
 
 import pytest
 import torch
-from conftest import make_params
+from conftest import TINY_TRAINING, make_params
 
 from depthcore.data.store import Store
 from depthcore.training.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint
 from depthcore.training.loop import TrainingError
 from depthcore.training.run import build_phase_model, build_run, train_model
 
-SMALL = {
-    "train.preset": "custom",
-    "train.epochs": 2,
-    "train.batch_size": 2,
-    "train.lr": 1e-3,
-    "adapters.msa.widths": [32, 16, 16, 8, 8, 4],
-}
+SMALL = TINY_TRAINING
 SMALL_COARSE = SMALL | {"adapter": "coarse_refine", "adapters.coarse_refine.hidden": 8}
 
 
