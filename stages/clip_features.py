@@ -16,6 +16,7 @@ def main(stage):
         layers=p.clip.cache_layers,
         key=stage.key,
         batch_size=p.runtime.clip_batch_size,
+        device=stage.device,
     )
     print(f"wrote {out}")
 

@@ -7,8 +7,10 @@ Stage scripts import this module first; it puts the checkout's own root first on
 stage always runs the ``depthcore`` next to it (the code DVC hashed), also in DVC's experiment copies.
 
 The paper grid (paper/dvc.yaml) runs the same ``main`` functions through paper/stage.py, with a row's
-params and paths. Under DVC's experiment queue with several GPUs (``CUDA_VISIBLE_DEVICES=0,1 ...``), each
-stage process takes one free GPU for itself."""
+params and paths. A stage that computes asks for :attr:`Stage.device` before any work: ``runtime.device``
+resolved (a requested GPU that cannot be used is refused with the reason) and logged once. In a DVC experiment
+(the queue runs several at once) that stage process first takes one free GPU for itself, waiting while every
+GPU is taken."""
 
 from __future__ import annotations
 
@@ -31,26 +33,47 @@ GPU_LOCKS = ".dvc/tmp/gpu-locks"  # under the main repository (DVC_ROOT), shared
 _HELD: list = []  # the open lock file of this process's GPU
 
 
-def take_one_gpu() -> None:
-    """In a DVC experiment given several GPUs, narrow CUDA_VISIBLE_DEVICES to one this process holds a lock
-    on (released when it exits), so parallel queue workers use one GPU each. Runs before torch starts."""
+def gpus_to_share() -> list[str]:
+    """The GPUs a DVC experiment's stages share (``CUDA_VISIBLE_DEVICES``, else every GPU the NVIDIA driver
+    lists); none outside an experiment (``DVC_EXP_NAME`` unset), where a stage uses what it is given."""
+    if "DVC_EXP_NAME" not in os.environ:
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip()]
+    listed = Path("/proc/driver/nvidia/gpus")
+    return [str(i) for i in range(len(list(listed.iterdir())))] if listed.is_dir() else []
+
+
+def take_one_gpu(devices: list[str], locks: Path, *, poll_s: float = 1.0) -> str | None:
+    """Narrow CUDA_VISIBLE_DEVICES to one of ``devices`` that this process holds a lock on (released when it
+    exits), so parallel queue workers use one GPU each. With every GPU held by other workers (more queue jobs
+    than GPUs) it says so and waits for one, instead of sharing. Runs before torch starts CUDA."""
     import fcntl
 
-    devices = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    if len(devices) < 2 or "DVC_EXP_NAME" not in os.environ:
-        return
-    locks = Path(os.environ.get("DVC_ROOT", ".")) / GPU_LOCKS
+    if not devices:
+        return None
     locks.mkdir(parents=True, exist_ok=True)
-    for device in devices:
-        handle = open(locks / f"gpu{device}.lock", "w")  # noqa: SIM115  (held open for the process lifetime)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            continue
-        _HELD.append(handle)
-        os.environ["CUDA_VISIBLE_DEVICES"] = device.strip()
-        return
+    said = False
+    while True:
+        for device in devices:
+            handle = open(locks / f"gpu{device}.lock", "w")  # noqa: SIM115  (held open for the process lifetime)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            _HELD.append(handle)
+            os.environ["CUDA_VISIBLE_DEVICES"] = device
+            return device
+        if not said:
+            print(
+                f"all {len(devices)} GPUs ({','.join(devices)}) are in use by other queue workers: waiting for one "
+                f"(more queue jobs than GPUs run one after another; use --jobs {len(devices)} or fewer)",
+                flush=True,
+            )
+            said = True
+        time.sleep(poll_s)
 
 
 def _process(pid: int) -> tuple[str, str, int, str] | None:
@@ -94,8 +117,6 @@ def watch_dvc() -> None:
         threading.Thread(target=watch, name="watch-dvc", daemon=True).start()
 
 
-take_one_gpu()
-
 from depthcore.config.params import Params, load_params  # noqa: E402
 from depthcore.config.paths import PARAMS_FILE, Paths  # noqa: E402
 from depthcore.errors import DepthcoreError  # noqa: E402
@@ -117,6 +138,17 @@ class Stage:
             print("not run by DVC: interrupted work of this stage will not be resumed")
             return None
         return hashlib.sha256(json.dumps(hashes, sort_keys=True, default=str).encode()).hexdigest()
+
+    @cached_property
+    def device(self):
+        """The torch device ``runtime.device`` names (one free GPU of an experiment's), printed once."""
+        from depthcore.device import describe_device, select_device
+
+        if self.params.runtime.device != "cpu":
+            take_one_gpu(gpus_to_share(), Path(os.environ.get("DVC_ROOT", ".")) / GPU_LOCKS)
+        device = select_device(self.params.runtime.device)
+        print(describe_device(device), flush=True)
+        return device
 
 
 def run(main: Callable[[Stage], None], make_stage: Callable[[], Stage] | None = None) -> None:

@@ -7,7 +7,7 @@ from depthcore.evaluation.evaluate import evaluate_checkpoint
 
 
 def main(stage):
-    evaluate_checkpoint(stage.params, stage.paths)
+    evaluate_checkpoint(stage.params, stage.paths, device=stage.device)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ def main(stage):
         weights_dir=paths.sam_weights,
         key=stage.key,
         points_per_batch=p.runtime.sam_points_per_batch,
+        device=stage.device,
     )
     print(f"wrote {out}")
 

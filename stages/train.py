@@ -7,7 +7,7 @@ from depthcore.training.run import train_model
 
 
 def main(stage):
-    summary = train_model(stage.params, stage.paths, resume_key=stage.key)
+    summary = train_model(stage.params, stage.paths, resume_key=stage.key, device=stage.device)
     print(f"wrote {stage.paths.model} (kept epoch {summary['best_epoch']} of {summary['epochs']})")
 
 

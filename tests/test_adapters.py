@@ -176,3 +176,25 @@ def test_msa_computes_the_shallow_layers_the_default_cache_lacks(context, decode
     batch = tiny_batch(context)
     assert set(model.batch_keys()) == {"rgb", "clip_layer2", "clip_layer3", "clip_layer4"}
     assert model({key: batch[key] for key in model.batch_keys()}).shape == (2, 1, H, W)
+
+
+@pytest.mark.parametrize("variant", ["coarse_refine", "coarse_only", "eigen"])
+def test_coarse_refine_and_eigen_outputs_are_clamped_per_pass(variant, context):
+    """As the authors' loop does in training and test: depth in [0, 10] m, no gradient where a pass is outside."""
+    name, overrides = VARIANTS[variant]
+    torch.manual_seed(0)
+    model = build_adapter(name, cfg=settings(name, **overrides), context=context)
+    last = model.refine.out_conv if model.refine is not None else model.coarse.net.fc2
+    with torch.no_grad():  # spread the raw output far beyond [0, 10] on both sides
+        last.weight.mul_(1e3)
+        last.bias.fill_(5.0)
+    batch = tiny_batch(context)
+    coarse = model.coarse(batch)
+    raw = (coarse if model.refine is None else model.refine(batch["rgb"], coarse)).detach()  # by hand, unclamped
+    assert (raw < 0).any() and (raw > 10).any() and ((raw > 0) & (raw < 10)).any()
+    pred = model(batch)
+    torch.testing.assert_close(pred, raw.clamp(0.0, 10.0), rtol=0, atol=0)
+    pred.sum().backward()
+    inside = ((raw > 0) & (raw < 10)).float()  # d pred / d bias: 1 where the pass is inside, else 0
+    expected = inside.sum() if last.bias.numel() == 1 else inside.sum(0).flatten()
+    torch.testing.assert_close(last.bias.grad.reshape(expected.shape), expected)

@@ -46,7 +46,7 @@ def test_store_layout_attrs_and_flip_view(synthetic_dataset, tmp_path):
     for name in ("stem", "layer4"):
         c, stride = TINY_LAYERS[name]
         assert group[name].shape == (n, 2, c, 416 // stride, 544 // stride)
-        assert group[name].dtype == np.float16 and group[name].chunks == (1, *group[name].shape[1:])
+        assert group[name].dtype == np.float16 and group[name].chunks == (1, 1, *group[name].shape[2:])  # per view
         assert group.attrs["layers"][name] == {"channels": c, "stride": stride, "shape": list(group[name].shape[2:])}
     assert group.attrs["crop"] == [56, 472, 60, 604] and group.attrs["weights"] == WEIGHTS
     assert group.attrs["normalisation"]["mean"] == list(IMAGENET_MEAN) and group.attrs["n_images"] == n

@@ -185,3 +185,66 @@ def test_random_streams_are_seeded_independent_and_repeatable():
     torch.testing.assert_close(draw, torch.rand(4, generator=torch_generator(7, "shuffle", 1, 2)))
     with pytest.raises(ValueError, match="unknown random stream 'dropout'"):
         stream_seed(0, "dropout")
+
+
+def test_flip_average_takes_the_loss_on_the_mean_of_the_two_clamped_passes(pipeline):
+    from types import SimpleNamespace
+
+    from torch.utils.data import default_collate
+
+    from depthcore.models.predict import upsample_to
+    from depthcore.training.loop import training_prediction
+    from depthcore.training.settings import training_settings
+
+    coarse = SMALL_COARSE | {"adapters.coarse_refine.mode": "coarse", "adapters.coarse_refine.training": "joint"}
+    params = make_params(coarse | {"train.flip": "average", "train.color_jitter": 0.0})
+    run = build_run(params, pipeline)
+    assert run.train_set.with_flipped and run.train_set.flip == "none"  # both views; no random flip on top
+    model = build_phase_model(params, run, 0, params.adapter_config.phases()[0])
+    with torch.no_grad():  # raw outputs beyond [0, 10], so that the clamp matters
+        model.coarse.net.fc2.weight.mul_(300.0)
+    batch = default_collate([run.train_set[i] for i in range(len(run.train_set))])
+    job = SimpleNamespace(model=model, settings=training_settings(params, ""))
+    pred = training_prediction(job, batch, torch.Generator())
+    # by hand: each pass (the image; the mirror image: its own cached features, mirrored RGB) clamped, averaged
+    raw = model.coarse(batch)
+    assert (raw < 0).any() and (raw > 10).any()
+    first = raw.clamp(0.0, 10.0)
+    second = model.coarse({"clip_layer4": batch["clip_layer4_flipped"]}).clamp(0.0, 10.0).flip(-1)
+    expected = 0.5 * (first + second)
+    torch.testing.assert_close(pred, expected)
+    size = run.train_set.image_size
+    loss = run.loss(upsample_to(pred, size), batch)
+    (grad,) = torch.autograd.grad(loss, model.coarse.net.fc2.bias)
+    (by_hand,) = torch.autograd.grad(run.loss(upsample_to(expected, size), batch), model.coarse.net.fc2.bias)
+    torch.testing.assert_close(grad, by_hand)
+    # flip: random is one pass on the batch as loaded
+    job.settings = training_settings(make_params(coarse | {"train.flip": "random"}), "")
+    torch.testing.assert_close(training_prediction(job, batch, torch.Generator()), raw.clamp(0.0, 10.0))
+
+
+def test_the_state_is_written_in_the_background_from_a_copy_taken_at_the_epoch_end(tmp_path):
+    from depthcore.training.loop import StateWriter, state_of
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()  # a momentum buffer in the optimizer's state
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    momentum = optimizer.state_dict()["state"][0]["momentum_buffer"].clone()
+    with StateWriter() as writer:
+        writer.submit(tmp_path / "state.pt", state_of("k", 1, model, optimizer, schedule, scaler, [], {}))
+        with torch.no_grad():  # training goes on while the state is written: the file keeps the epoch's values
+            for p in model.parameters():
+                p.add_(1.0)
+            optimizer.state[model.weight]["momentum_buffer"].add_(1.0)
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert saved["epoch"] == 1 and saved["resume_key"] == "k"
+    for key, value in before.items():
+        torch.testing.assert_close(saved["state_dict"][key], value, rtol=0, atol=0)
+    torch.testing.assert_close(saved["optimizer"]["state"][0]["momentum_buffer"], momentum, rtol=0, atol=0)
+    writer.submit(tmp_path, {"epoch": 2})  # a failed write (onto a folder) is raised by the next wait
+    with pytest.raises(OSError):
+        writer.wait()

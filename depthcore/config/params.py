@@ -32,6 +32,7 @@ Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=1)]
+QUICKGELU_SUFFIX = "-quickgelu"  # open_clip's model names with OpenAI's activation (x * sigmoid(1.702 x))
 Layer = Literal["stem", "layer1", "layer2", "layer3", "layer4"]
 assert typing.get_args(Layer) == CLIP_LAYERS
 
@@ -78,6 +79,19 @@ class ClipSection(Section):
     model: str
     pretrained: Annotated[str, Field(min_length=1)]
     init_seed: int
+
+    @model_validator(mode="after")
+    def _openai_needs_quickgelu(self) -> ClipSection:
+        # OpenAI trained every CLIP with QuickGELU; open_clip's plain names (RN50) build exact GELU, which would
+        # load those weights into the wrong activation without any error.
+        if self.pretrained == "openai" and not self.model.endswith(QUICKGELU_SUFFIX):
+            raise ValueError(
+                f"'clip.model' {self.model!r} uses exact GELU, but OpenAI's weights (clip.pretrained: openai) were "
+                f"trained with QuickGELU: set clip.model: {self.model}{QUICKGELU_SUFFIX} (the same weights with their "
+                "own activation)"
+            )
+        return self
+
     cache_layers: tuple[Layer, ...]
 
 
@@ -125,7 +139,10 @@ class TrainSection(Section):
     (optimizer, lr, weight decay, momentum, schedule, epochs, batch size, smoothness) instead of the values
     here; ``custom`` uses these. ``max_epochs`` caps the epochs either way (null: no cap). ``select``: the
     checkpoint kept (best on the val split, or the last epoch). ``color_jitter``: each training image's RGB
-    (the adapter's input, not the cached CLIP features) scaled by U(1 - j, 1 + j). AMP on CUDA only."""
+    (the adapter's input, not the cached CLIP features) scaled by U(1 - j, 1 + j). ``flip``: average (the
+    authors': image and mirror image forwarded with gradients, the loss on the mean of the two predictions
+    flipped back), random (one pass on the image or its mirror, with probability 1/2 each) or none. AMP on
+    CUDA only."""
 
     preset: Literal["published", "custom"]
     max_epochs: Annotated[int, Field(ge=1)] | None
@@ -141,7 +158,7 @@ class TrainSection(Section):
     schedule: Literal["constant", "cosine", "step"]
     step_epochs: Count
     gamma: Annotated[float, Field(gt=0, le=1)]
-    flip: bool
+    flip: Literal["average", "random", "none"]
     amp: bool
     grad_clip: NonNegative
 
@@ -169,11 +186,15 @@ class PaperSection(Section):
 
 
 class RuntimeSection(Section):
-    """``runtime``: how fast, never what. No stage declares these: they cannot change an output."""
+    """``runtime``: how fast, never what. No stage declares these: they cannot change an output (a GPU's
+    floating point rounds differently from a CPU's). ``device``: auto (a GPU when torch can use one) | cuda
+    (refused, with the reason, when it cannot) | cpu. ``num_workers``: DataLoader worker processes, or auto
+    (from the CPU count, :func:`depthcore.device.loader_workers`)."""
 
+    device: Literal["auto", "cuda", "cpu"]
     clip_batch_size: Count
     sam_points_per_batch: Count
-    num_workers: Annotated[int, Field(ge=0)]
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"]
     eval_batch_size: Count
 
 

@@ -11,11 +11,13 @@ the stores that hold them, all cropped to the DepthCLIP crop (416 x 544 on NYUv2
 
 ``flip``: ``"none"`` returns every image as stored; ``"random"`` mirrors an image with probability 1/2,
 drawn from the run's ``flip`` stream at (phase, epoch, index) (:mod:`depthcore.seeding`), so the choice is
-the same in any worker and after a resume (call :meth:`set_epoch`). A mirrored sample is consistent
+the same in any worker and after a resume (index the dataset with an :class:`EpochItem`, or call
+:meth:`set_epoch`). A mirrored sample is consistent
 throughout: RGB, targets, zero-shot depth, segments and the second view are flipped, the CLIP features are
 the cached features *of the flipped image* (view 1 of the store), the pose is mirrored (x -> -x) and the
 principal point reflected. With ``with_flipped=True`` each ``clip_<layer>`` also comes as
-``clip_<layer>_flipped`` (for flip averaging at prediction time, :func:`depthcore.data.batch.mirror_batch`).
+``clip_<layer>_flipped`` (for flip averaging, :func:`depthcore.data.batch.mirror_batch`). Without it only the
+view a sample uses is read: ``clip.zarr`` stores each view in its own chunk, so the other is never decompressed.
 
 Stores are opened read-only and lazily in each process, so the dataset is safe in DataLoader workers.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -35,6 +38,14 @@ from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape, crop_tensor
 from depthcore.seeding import numpy_generator
 
 FLIP_MODES = ("none", "random")
+
+
+class EpochItem(NamedTuple):
+    """An item of the dataset as drawn in (training phase ``phase``, ``epoch``): its flip is that epoch's."""
+
+    item: int
+    phase: int
+    epoch: int
 
 
 class TrainingDataset(Dataset):
@@ -91,26 +102,38 @@ class TrainingDataset(Dataset):
         """Select the random flips of ``epoch`` of training phase ``phase`` (call before iterating)."""
         self.epoch, self.phase = int(epoch), int(phase)
 
-    def is_flipped(self, index: int) -> bool:
-        """Whether image ``index`` (a dataset row) is mirrored in the current epoch (the run's ``flip`` stream)."""
+    def is_flipped(self, index: int, phase: int | None = None, epoch: int | None = None) -> bool:
+        """Whether image ``index`` (a dataset row) is mirrored in (``phase``, ``epoch``), by default the current
+        ones of :meth:`set_epoch` (the run's ``flip`` stream)."""
         if self.flip == "none":
             return False
-        return bool(numpy_generator(self.seed, "flip", self.phase, self.epoch, int(index)).random() < 0.5)
+        phase, epoch = self.phase if phase is None else phase, self.epoch if epoch is None else epoch
+        return bool(numpy_generator(self.seed, "flip", phase, epoch, int(index)).random() < 0.5)
 
-    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
-        i = int(self.indices[item])
-        arrays = {
-            key: self.stores[store_of(key)].read(stored_array(key), i) for key in self.keys if key != "intrinsics"
-        }
+    def __getitem__(self, item: int | EpochItem) -> dict[str, torch.Tensor]:
+        when = (item.phase, item.epoch) if isinstance(item, EpochItem) else (None, None)
+        i = int(self.indices[item.item if isinstance(item, EpochItem) else item])
+        flipped = self.is_flipped(i, *when)
+        arrays = {key: self._read(key, i, flipped) for key in self.keys if key != "intrinsics"}
         sample = sample_from_arrays(
             arrays,
             self.keys,
             crop=self.crop,
             intrinsics=self.intrinsics,
-            flipped=self.is_flipped(i),
+            flipped=flipped,
             with_flipped=self.with_flipped,
         )
         return {"index": torch.tensor(i, dtype=torch.int64)} | sample
+
+    def _read(self, key: str, i: int, flipped: bool):
+        """The stored array of ``key`` for dataset row ``i``; of a CLIP layer only the view the sample uses
+        (``[view 0, None]`` or ``[None, view 1]``) unless ``with_flipped`` needs both."""
+        store, name = self.stores[store_of(key)], stored_array(key)
+        if not key.startswith(CLIP_PREFIX) or self.with_flipped:
+            return store.read(name, i)
+        views: list[np.ndarray | None] = [None, None]
+        views[int(flipped)] = store.read(name, i, inner=int(flipped))
+        return views
 
 
 def stored_array(key: str) -> str:
@@ -131,7 +154,8 @@ def sample_from_arrays(
 
     arrays: batch key -> the stored array of one image: ``rgb`` / ``pair_rgb`` H x W x 3 uint8, ``depth`` /
     ``zeroshot`` H x W metres, ``segments`` H x W int labels, ``pair_valid`` H x W bool, ``pair_pose`` 4 x 4,
-    ``clip_<layer>`` 2 x C x h x w (the image's features, then its mirror image's). ``intrinsics`` (3 x 3, crop
+    ``clip_<layer>`` 2 x C x h x w (the image's features, then its mirror image's; a view the sample does not
+    use may be None). ``intrinsics`` (3 x 3, crop
     pixels) for the ``intrinsics`` key. ``flipped``: the mirrored sample (features from view 1). Shared by
     :class:`TrainingDataset` and live prediction on new images (:mod:`depthcore.inference`), so both build the
     same tensors.

@@ -97,15 +97,17 @@ class Store:
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.group[name].shape)
 
-    def read(self, name: str, index: int | slice | np.ndarray | None = None) -> np.ndarray:
-        """Array ``name`` at ``index`` along axis 0 (an int, a slice, an index array, None = all)."""
+    def read(self, name: str, index: int | slice | np.ndarray | None = None, inner: int | None = None) -> np.ndarray:
+        """Array ``name`` at ``index`` along axis 0 (an int, a slice, an index array, None = all) and, with
+        ``inner``, at that index along axis 1 (e.g. one view of a CLIP layer: only its chunks are decompressed
+        where the array is chunked along axis 1)."""
         array = self.group[name]
         try:
             if index is None:
                 return np.asarray(array[...])
             if isinstance(index, np.ndarray):
                 return np.asarray(array.get_orthogonal_selection((index,)))
-            return np.asarray(array[index])
+            return np.asarray(array[index] if inner is None else array[index, inner])
         except Exception as exc:
             where = "all images" if index is None else f"image(s) {index}"
             raise StoreError(
@@ -175,14 +177,23 @@ class ResumableStore:
         """Number of leading items already written (resume from this index)."""
         return int(self.group.attrs.get(_PROGRESS, 0))
 
-    def array(self, name: str, shape: tuple[int, ...], dtype: Any, *, compressors: Any = None) -> zarr.Array:
-        """Create (or reopen, when resuming) an array chunked one item per chunk (1-D arrays: one chunk),
-        compressed with ``compressors`` (default zstd) and then checksummed (crc32c)."""
+    def array(
+        self, name: str, shape: tuple[int, ...], dtype: Any, *, compressors: Any = None, split_axis1: bool = False
+    ) -> zarr.Array:
+        """Create (or reopen, when resuming) an array chunked one item per chunk (1-D arrays: one chunk; with
+        ``split_axis1``, one chunk per item and index of axis 1, e.g. per view), compressed with ``compressors``
+        (default zstd) and then checksummed (crc32c)."""
         self._declared.add(name)
+        chunks = tuple(shape) if len(shape) == 1 else (1, *shape[1:])
+        if split_axis1 and len(shape) > 2:
+            chunks = (1, 1, *shape[2:])
         if name in self.group:
             arr = self.group[name]
-            if tuple(arr.shape) != tuple(shape) or arr.dtype != np.dtype(dtype):
-                raise StoreError(f"{self.tmp}/{name}: existing array {arr.shape} {arr.dtype} != {shape} {dtype}")
+            if tuple(arr.shape) != tuple(shape) or arr.dtype != np.dtype(dtype) or tuple(arr.chunks) != chunks:
+                raise StoreError(
+                    f"{self.tmp}/{name}: existing array {arr.shape} {arr.dtype} chunks {arr.chunks} != {shape} {dtype} "
+                    f"chunks {chunks}"
+                )
             return arr.with_config(WRITE_CONFIG)
         if compressors is None:
             compressors = [ZstdCodec(level=ZSTD_LEVEL)]
@@ -191,7 +202,7 @@ class ResumableStore:
         return self.group.create_array(
             name=name,
             shape=shape,
-            chunks=(1, *shape[1:]) if len(shape) > 1 else tuple(shape),
+            chunks=chunks,
             dtype=dtype,
             compressors=[*compressors, Crc32cCodec()],
             fill_value=0,

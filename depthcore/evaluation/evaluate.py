@@ -16,7 +16,7 @@ from depthcore.data.batch import store_paths
 from depthcore.data.samples import TrainingDataset
 from depthcore.data.splits import read_split, split_indices
 from depthcore.data.store import ResumableStore, Store
-from depthcore.device import default_device
+from depthcore.device import default_device, loader_workers
 from depthcore.evaluation.report import write_report
 from depthcore.geometry.frame import DEPTHCLIP_CROP, NYU_HEIGHT, NYU_WIDTH
 from depthcore.models.predict import iter_predictions
@@ -30,15 +30,17 @@ def predict_to_store(
     *,
     n_images: int,
     attrs: Mapping[str, Any],
+    amp: bool = False,
     progress: bool = True,
 ) -> Path:
     """Write ``out`` with ``depth`` (n_images, 480, 640) float32 metres: ``loader``'s images filled, 0 elsewhere
-    (atomic, like every store; quick, so never resumed). The model runs on the device its weights are on."""
+    (atomic, like every store; quick, so never resumed). The model runs on the device its weights are on, under
+    float16 autocast with ``amp`` on CUDA."""
     device = next(model.parameters()).device
     store = ResumableStore(out, key=None, resume=False)
     depth = store.array("depth", (n_images, NYU_HEIGHT, NYU_WIDTH), np.float32)
     unpredicted = set(range(n_images))
-    for indices, preds in iter_predictions(model, loader, device=device, progress=progress):
+    for indices, preds in iter_predictions(model, loader, device=device, amp=amp, progress=progress):
         for index, pred in zip(indices, preds, strict=True):
             depth[int(index)] = pred
             unpredicted.discard(int(index))
@@ -48,8 +50,10 @@ def predict_to_store(
     return store.commit(attrs)
 
 
-def evaluate_checkpoint(params, paths: Paths, *, progress: bool = True) -> dict[str, Any]:
-    """The evaluate stage: predict the test images with the checkpoint and write the report."""
+def evaluate_checkpoint(params, paths: Paths, *, device=None, progress: bool = True) -> dict[str, Any]:
+    """The evaluate stage: predict the test images with the checkpoint on ``device`` (default: a GPU when
+    available) and write the report. The precision is the one its validation ran at: float16 autocast on CUDA
+    when the checkpoint was trained with ``train.amp``."""
     meta, state = load_checkpoint(paths.model)
     features = Store(paths.clip_features).attrs if meta["features"]["layers"] else None
     model = build_from_checkpoint(meta, state, adapter=params.adapter, features_attrs=features)
@@ -60,13 +64,21 @@ def evaluate_checkpoint(params, paths: Paths, *, progress: bool = True) -> dict[
         keys=model.batch_keys(),
         with_flipped=True,
     )
-    loader = DataLoader(test_set, batch_size=params.runtime.eval_batch_size, num_workers=params.runtime.num_workers)
+    device = default_device(device)
+    workers = loader_workers(params.runtime.num_workers)
+    loader = DataLoader(
+        test_set,
+        batch_size=params.runtime.eval_batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
     predict_to_store(
-        model.to(default_device()),
+        model.to(device),
         loader,
         paths.predictions,
         n_images=dataset.shape("depth_eval")[0],
         attrs={"depth_unit": "m", "crop": list(DEPTHCLIP_CROP), "split": "test", "predictor": meta["adapter"]},
+        amp=bool(meta.get("train", {}).get("amp", False)) and device.type == "cuda",
         progress=progress,
     )
     return _report(params, paths, Store(paths.predictions, required=("depth",)), meta["adapter"], dataset=dataset)

@@ -4,7 +4,8 @@ For every image: crop to the DepthCLIP input (rows 56:472, cols 60:604 -> 416 x 
 [0, 1], normalise with ImageNet mean / std (DepthCLIP's choice, not CLIP's), run the frozen backbone
 on the image and on its horizontal mirror image, and store each layer in ``clip.cache_layers`` as
 ``<layer>`` (N, 2, C, h, w) float16 (index 1 of axis 1 = the mirrored image, its features not
-flipped back). One image per chunk, byte-shuffled zstd (Blosc), written in batches at
+flipped back). One chunk per image and view, so a training sample decompresses only the view it uses;
+byte-shuffled zstd (Blosc), written in batches at
 ``clip.zarr.partial`` and renamed when complete; a rerun of the same work resumes at the first
 unfinished image and gives the same store as an uninterrupted run.
 
@@ -129,7 +130,9 @@ def extract_clip_features(
     attrs = features_attrs(backbone, weights, layers)
     store = ResumableStore(out, key=key)
     arrays = {
-        name: store.array(name, (n, N_VIEWS, *spec["shape"]), FEATURE_DTYPE, compressors=FEATURE_COMPRESSOR)
+        name: store.array(
+            name, (n, N_VIEWS, *spec["shape"]), FEATURE_DTYPE, compressors=FEATURE_COMPRESSOR, split_axis1=True
+        )
         for name, spec in attrs["layers"].items()
     }
     backbone = backbone.to(device)
@@ -152,12 +155,13 @@ def cache_clip_features(
     layers: tuple[str, ...],
     key: str | None,
     batch_size: int = 4,
+    device: torch.device | str | None = None,
 ) -> Path:
-    """The clip_features stage: the backbone of the ``fetch_clip`` folder over every image of ``dataset``,
-    and the frozen stem + layer1 weights (``shallow_out``) adapters that compute those layers need."""
+    """The clip_features stage: the backbone of the ``fetch_clip`` folder over every image of ``dataset`` on
+    ``device``, and the frozen stem + layer1 weights (``shallow_out``) adapters that compute those layers need."""
     backbone = load_clip_backbone(weights_dir)
     weights = read_manifest(weights_dir, stage="fetch_clip")
     save_shallow(shallow_out, shallow_state_dict(backbone.clip.visual))
     return extract_clip_features(
-        dataset, out, backbone=backbone, weights=weights, layers=layers, key=key, batch_size=batch_size
+        dataset, out, backbone=backbone, weights=weights, layers=layers, key=key, batch_size=batch_size, device=device
     )

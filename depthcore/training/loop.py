@@ -10,7 +10,8 @@
    backward, step; then :func:`validate` on the val split: the run's own loss on the flip-averaged prediction
    (``validation_error``: the masked error for supervised losses, the photometric error for ssl, so
    selection never reads ground truth the loss does not); keep the lowest (``select: val``) or the last epoch
-   (``select: last``); save the state (:func:`save_state`) and the training curves (CSV, for ``dvc plots``);
+   (``select: last``); save the state (:func:`save_state`: a CPU copy written by a background thread while the
+   next epoch trains) and the training curves (CSV, for ``dvc plots``);
 4. write the kept checkpoint (safetensors + metadata, :mod:`depthcore.training.checkpoint`), delete the state.
 
 Every random draw comes from the run's seed through :mod:`depthcore.seeding` (streams ``shuffle``, ``flip``,
@@ -21,6 +22,7 @@ epoch and restarted ends with the same checkpoint bytes as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +30,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from depthcore.data.samples import TrainingDataset
+from depthcore.data.batch import mirror_batch
+from depthcore.data.samples import EpochItem, TrainingDataset
 from depthcore.device import autocast, default_device
 from depthcore.errors import DepthcoreError
+from depthcore.geometry.frame import flip_average
 from depthcore.io import WriterLock, atomic_path, write_csv_atomic
 from depthcore.models.adapters.base import DepthAdapter
 from depthcore.models.predict import predict_crop, to_device, upsample_to
@@ -110,27 +114,61 @@ def jitter_rgb(batch: dict[str, torch.Tensor], strength: float, generator: torch
     return batch | {"rgb": (rgb * scale.to(rgb)[:, None, None, None]).clamp(0.0, 1.0)}
 
 
-def train_epoch(job: Job, epoch: int, step: Callable[[torch.Tensor], None], *, state, device, amp, progress) -> float:
-    """One pass over the train split in the epoch's seeded order; ``step(loss)`` updates the model. Returns the
-    mean loss per image. ``state``: the state file a non-finite loss leaves the last good epoch in."""
-    job.model.train()
-    job.train_set.set_epoch(epoch, job.phase_index)
-    order = torch.randperm(len(job.train_set), generator=torch_generator(job.seed, "shuffle", job.phase_index, epoch))
-    loader = DataLoader(
+class EpochOrder(Sampler):
+    """The train split's items in the seeded order of the current :attr:`epoch` (the ``shuffle`` stream at
+    (phase, epoch)), each as an :class:`EpochItem`, so that workers that outlive an epoch
+    (``persistent_workers``) draw the flips of the right one."""
+
+    def __init__(self, job: Job):
+        self.job, self.epoch = job, 0
+
+    def __len__(self) -> int:
+        return len(self.job.train_set)
+
+    def __iter__(self):
+        job = self.job
+        order = torch.randperm(len(self), generator=torch_generator(job.seed, "shuffle", job.phase_index, self.epoch))
+        return (EpochItem(int(item), job.phase_index, self.epoch) for item in order)
+
+
+def train_loader(job: Job, device: torch.device) -> DataLoader:
+    """The train split's loader for every epoch of the phase (set ``loader.sampler.epoch`` before each): the
+    workers persist across epochs, batches are pinned for CUDA."""
+    return DataLoader(
         job.train_set,
         batch_size=job.settings.batch_size,
-        sampler=order.tolist(),
+        sampler=EpochOrder(job),
         num_workers=job.num_workers,
         pin_memory=device.type == "cuda",
+        persistent_workers=job.num_workers > 0,
     )
+
+
+def training_prediction(job: Job, batch: dict[str, torch.Tensor], jitter: torch.Generator) -> torch.Tensor:
+    """The prediction the loss is taken on, B x 1 x h x w metres float32 at the model's output size. With
+    ``flip: average`` (the authors'), the image and its mirror are forwarded with gradients and the two
+    predictions (each clamped by the model as published) averaged, the mirror's flipped back; otherwise one
+    pass on the batch as loaded (mirrored or not by ``flip: random``)."""
+    inputs = jitter_rgb(batch, job.settings.color_jitter, jitter)
+    if job.settings.flip == "average":
+        return flip_average(job.model(inputs).float(), job.model(mirror_batch(inputs)).float())
+    return job.model(inputs).float()
+
+
+def train_epoch(job: Job, epoch: int, step: Callable[[torch.Tensor], None], *, loader, state, device, amp, progress):
+    """One pass of ``loader`` (:func:`train_loader`) over the train split in the epoch's seeded order;
+    ``step(loss)`` updates the model. Returns the mean loss per image. ``state``: the state file a non-finite
+    loss leaves the last good epoch in."""
+    job.model.train()
+    loader.sampler.epoch = epoch
     jitter = torch_generator(job.seed, "jitter", job.phase_index, epoch)
     total, count = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{job.settings.epochs}", unit="batch", disable=not progress, leave=False)
     for index, batch in enumerate(bar):
         batch = to_device(batch, device)
         with autocast(device, amp):
-            pred = job.model(jitter_rgb(batch, job.settings.color_jitter, jitter))
-        loss = job.loss(upsample_to(pred.float(), job.train_set.image_size), batch)
+            pred = training_prediction(job, batch, jitter)
+        loss = job.loss(upsample_to(pred, job.train_set.image_size), batch)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {index + 1}: training stopped. The last "
@@ -196,7 +234,15 @@ def train(
     optimizer = make_optimizer(trainable, cfg)
     schedule = make_schedule(optimizer, cfg, math.ceil(len(job.train_set) / cfg.batch_size))
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    val_loader = DataLoader(job.val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=job.num_workers)
+    loader = train_loader(job, device)
+    val_loader = DataLoader(
+        job.val_set,
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=job.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=job.num_workers > 0,
+    )
 
     def step(loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -216,7 +262,8 @@ def train(
             "train_loss": train_loss,
         } | val
 
-    with WriterLock(out.state):  # one trainer per state file, until it is done (or its process ends)
+    writer = StateWriter()
+    with WriterLock(out.state), writer:  # one trainer per state file, until it is done (or its process ends)
         saved = load_state(out.state, resume_key)
         if saved is not None:
             parts = {"state_dict": model, "optimizer": optimizer, "schedule": schedule, "scaler": scaler}
@@ -230,17 +277,20 @@ def train(
             best = {"epoch": 0, "score": score(val), "state_dict": _cpu(model), "val": val}
 
         for epoch in range(start, cfg.epochs):
-            train_loss = train_epoch(job, epoch, step, state=out.state, device=device, amp=amp, progress=progress)
+            train_loss = train_epoch(
+                job, epoch, step, loader=loader, state=out.state, device=device, amp=amp, progress=progress
+            )
             val = validate(job, val_loader, device=device, amp=amp)
             history.append(row(epoch + 1, train_loss, val))
             if cfg.select == "last" or score(val) < best["score"]:
                 best = {"epoch": epoch + 1, "score": score(val), "state_dict": _cpu(model), "val": val}
             shown = "".join(f", {k} {v:.4f}" for k, v in val.items())
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}{shown} (kept {best['epoch']})")
-            save_state(out.state, resume_key, epoch + 1, model, optimizer, schedule, scaler, history, best)
+            writer.submit(out.state, state_of(resume_key, epoch + 1, model, optimizer, schedule, scaler, history, best))
             if out.curves is not None:
                 write_csv_atomic(out.curves, out.earlier + history, list(CURVE_COLUMNS))
             if on_epoch_end is not None:
+                writer.wait()  # the state of this epoch is on disk
                 on_epoch_end(epoch + 1, history[-1])
 
         summary = {"best_epoch": best["epoch"], "epochs": cfg.epochs, **best["val"]}
@@ -250,13 +300,14 @@ def train(
         )
         if out.curves is not None:
             write_csv_atomic(out.curves, out.earlier + history, list(CURVE_COLUMNS))
+        writer.wait()
         out.state.unlink(missing_ok=True)
         return summary | {"history": history}
 
 
-def save_state(path: Path, resume_key, epoch, model, optimizer, schedule, scaler, history, best) -> None:
-    """Everything a resumed run needs after ``epoch`` (written atomically): weights, optimiser, schedule and
-    scaler states, the curves so far and the kept epoch."""
+def state_of(resume_key, epoch, model, optimizer, schedule, scaler, history, best) -> dict[str, Any]:
+    """Everything a resumed run needs after ``epoch``: weights, optimiser, schedule and scaler states, the curves
+    so far and the kept epoch; tensors as CPU copies (training may go on while it is written)."""
     state = {
         "resume_key": resume_key,
         "epoch": epoch,
@@ -267,8 +318,64 @@ def save_state(path: Path, resume_key, epoch, model, optimizer, schedule, scaler
         "history": history,
         "best": best,
     }
+    return _cpu_copy(state)
+
+
+def _cpu_copy(value: Any) -> Any:
+    """``value`` (tensors in dicts, lists and tuples) with every tensor copied to the CPU, other leaves as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _cpu_copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_cpu_copy(item) for item in value)
+    return value
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write a :func:`state_of` atomically (the previous state stays until the new one is complete)."""
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+class StateWriter:
+    """Writes the per-epoch state (:func:`save_state`) in a background thread, one at a time, so that the next
+    epoch trains meanwhile (on NYUv2 the MSA's state is ~1.5 GB). An error of a write is raised by the next
+    :meth:`submit` or :meth:`wait`; leaving the ``with`` block waits for the last write (also when the block
+    raised: the last good state is on disk when the error reaches the caller)."""
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, path: Path, state: dict[str, Any]) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(path, state), name="save-state", daemon=True)
+        self._thread.start()
+
+    def _write(self, path: Path, state: dict[str, Any]) -> None:
+        try:
+            save_state(path, state)
+        except BaseException as exc:  # raised in the training thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        """Block until the last submitted state is written; raise its error, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def __enter__(self) -> StateWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.wait()
+        elif self._thread is not None:  # the block's own error goes on; the last state is still completed
+            self._thread.join()
 
 
 def load_state(path: Path, resume_key: str | None) -> dict[str, Any] | None:

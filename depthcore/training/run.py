@@ -20,6 +20,7 @@ from depthcore.data.batch import store_paths
 from depthcore.data.samples import TrainingDataset
 from depthcore.data.splits import read_split, split_indices
 from depthcore.data.store import Store
+from depthcore.device import loader_workers
 from depthcore.io import write_json_atomic
 from depthcore.losses.registry import build_loss
 from depthcore.models.adapters.base import AdapterContext, DepthAdapter, Phase
@@ -62,10 +63,15 @@ def build_run(params, paths: Paths) -> Run:
     dataset = Store(paths.dataset, required=("rgb", "depth"))
     codes = read_split(paths.split, dataset.shape("rgb")[0])
     keys = cfg.batch_keys() + loss.fields
-    flip = "random" if params.train.flip else "none"
+    flip = params.train.flip
     stores = store_paths(paths)
     train_set = TrainingDataset(
-        stores=stores, indices=split_indices(codes, "train"), keys=keys, flip=flip, seed=params.seed
+        stores=stores,
+        indices=split_indices(codes, "train"),
+        keys=keys,
+        flip="random" if flip == "random" else "none",
+        seed=params.seed,
+        with_flipped=flip == "average",  # both views: the mirror pass reads the mirrored image's features
     )
     val_set = TrainingDataset(stores=stores, indices=split_indices(codes, "val"), keys=keys, with_flipped=True)
     meta = {
@@ -115,7 +121,7 @@ def train_model(params, paths: Paths, *, resume_key: str | None, progress: bool 
             meta=run.meta if last else run.meta | {"resume_key": key},  # how a rerun knows a finished phase
             phase=phase.name,
             phase_index=index,
-            num_workers=params.runtime.num_workers,
+            num_workers=loader_workers(params.runtime.num_workers),
         )
         if last or not _finished(checkpoint, key):
             out = Outputs(checkpoint, paths.resume_state, paths.train_curves, earlier)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from depthcore.models.adapters.base import PUBLISHED_MAX_DEPTH
 from depthcore.models.heads.depthclip import cosine_depth
 
 # stem, layer1, layer2, layer3, layer4 channels of CLIP RN50 (strides 2, 4, 8, 16, 32)
@@ -30,7 +31,6 @@ PUBLISHED_SKIP_CHANNELS = (64, 256, 512, 1024, 2048)
 PUBLISHED_DECODER_CHANNELS = (2048, 1024, 512, 256, 128, 64)
 IMAGE_CHANNELS = 3
 SEGMENT_CHANNELS = 3
-PUBLISHED_MAX_DEPTH = 10.0  # metres: the authors' data.max_depth, clamping their initial map and their output
 RESIDUAL_SCALE = 2.0  # 2 * (sigmoid - 1/2) lies in (-1, 1) m
 UP_KERNEL = UP_STRIDE = 2
 

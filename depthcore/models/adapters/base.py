@@ -35,6 +35,7 @@ from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape
 from depthcore.models.heads.depthclip import PROJECTION_KEYS, DepthCLIPHead
 
 INIT_DEPTH = 2.0  # metres: the starting output of heads that predict depth from scratch
+PUBLISHED_MAX_DEPTH = 10.0  # metres: the authors' data.max_depth; their models' outputs are clamped to [0, this]
 WHOLE_MODEL = ""  # the name of the one phase of an adapter trained in one go
 
 

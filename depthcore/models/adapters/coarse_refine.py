@@ -7,7 +7,9 @@ and ``depth_refine.py``): Eigen et al.'s coarse/fine design with CLIP's zero-sho
   nonlinearity, as B x 1 x H/4 x W/4 (stride 4), metres;
 - refine (:class:`Refine`, ``mode: coarse_refined``): the ImageNet-normalised crop -> conv 9 x 9 stride 2
   (3 -> 63) -> ReLU -> 2 x 2 max-pool, the coarse map concatenated as channel 64, conv 5 x 5 (64) -> ReLU ->
-  conv 5 x 5 -> 1: the depth, used directly (no residual).
+  conv 5 x 5 -> 1: the depth, used directly (no residual);
+- output: the coarse (or refined) depth clamped to [0, 10] m per pass, as the authors' loop does in training and
+  test (``eigen/engine.py``); the coarse map fed to the refine net is not clamped.
 
 ``training: two_stage`` (published) trains the coarse net first (its own preset), then freezes it while the
 refine layers train (the adapter's two training phases, :meth:`CoarseFineConfig.phases`); ``joint`` trains both
@@ -24,6 +26,7 @@ from torch import nn
 
 from depthcore.geometry.frame import normalise_imagenet
 from depthcore.models.adapters.base import (
+    PUBLISHED_MAX_DEPTH,
     WHOLE_MODEL,
     AdapterConfig,
     AdapterContext,
@@ -126,7 +129,9 @@ class Refine(nn.Module):
 
 class CoarseFineAdapter(DepthAdapter):
     """A coarse network (batch -> B x 1 x H/4 x W/4) and, for ``coarse_refined``, the refine net. Depth at
-    stride 4, metres. In the refine phase of two-stage training the coarse net is the coarse phase's, frozen."""
+    stride 4, metres, clamped to [0, 10] per pass as the authors' loop does in training and test (the coarse map
+    the refine net reads is not). In the refine phase of two-stage training the coarse net is the coarse phase's,
+    frozen."""
 
     output_stride = FINE_STRIDE
 
@@ -137,7 +142,8 @@ class CoarseFineAdapter(DepthAdapter):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         coarse = self.coarse(batch)
-        return coarse if self.refine is None else self.refine(batch["rgb"], coarse)
+        depth = coarse if self.refine is None else self.refine(batch["rgb"], coarse)
+        return depth.clamp(0.0, PUBLISHED_MAX_DEPTH)
 
     def begin_phase(self, phase: str, previous: DepthAdapter | None) -> None:
         if phase == REFINE_PHASE:

@@ -4,7 +4,8 @@ The authors' Eigen code cannot run (its coarse net outputs 256 channels where th
 see docs/fidelity.md), so this is Eigen 2014's design: five convs (11 x 11 stride 4, 5 x 5, three 3 x 3;
 widths ``coarse_channels``) with 2 x 2 max-pools after the first, second and fifth (stride 32), then two
 fully connected layers (``hidden`` units, ReLU) to the coarse map at stride 4; the refine net and the
-two-stage training are those of the coarse_refine adapter. Output B x 1 x H/4 x W/4, metres.
+two-stage training are those of the coarse_refine adapter. Output B x 1 x H/4 x W/4, metres, clamped to
+[0, 10] per pass (the coarse_refine adapter's output, as the authors' loop does).
 """
 
 from __future__ import annotations

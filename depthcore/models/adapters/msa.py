@@ -41,7 +41,6 @@ from torch import nn
 
 from depthcore.geometry.frame import CLIP_LAYER_STRIDES, CLIP_LAYERS, normalise_imagenet
 from depthcore.models.adapters._msa_unet import (
-    PUBLISHED_MAX_DEPTH,
     ConvBlock,
     PublishedMSA,
     bounded_residual,
@@ -49,6 +48,7 @@ from depthcore.models.adapters._msa_unet import (
 )
 from depthcore.models.adapters.base import (
     INIT_DEPTH,
+    PUBLISHED_MAX_DEPTH,
     AdapterConfig,
     AdapterContext,
     DepthAdapter,
