@@ -143,7 +143,8 @@ def main() -> None:
                     "per_process_images_per_s": rates[str(args.workers[0])] if args.workers[0] == 0 else None,
                     "feature_bytes_decompressed_per_sample": decompressed_bytes(path, views),
                 }
-                print(f"{layout:22s} flip {flip:7s}: " + ", ".join(f"{w} workers {r:6.1f} img/s" for w, r in rates.items()))
+                shown = ", ".join(f"{w} workers {r:6.1f} img/s" for w, r in rates.items())
+                print(f"{layout:22s} flip {flip:7s}: {shown}")
             results["layouts"][layout] = per_mode
     today = results["layouts"]["one_view_per_chunk"]["random"]
     before = results["layouts"]["both_views_per_chunk"]["random"]
