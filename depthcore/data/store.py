@@ -69,6 +69,7 @@ class Store:
                 )
             raise StoreError(f"store {self.path} does not exist.{hint} Run `dvc repro` to build it.")
         self._group: zarr.Group | None = None
+        self._arrays: dict[str, zarr.Array] = {}  # opened once per process: opening reads and parses metadata
         missing = [name for name in required if name not in self.group]
         if missing:
             raise StoreError(
@@ -89,7 +90,12 @@ class Store:
         return self._group
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_group": None}  # each DataLoader worker opens its own handle
+        return {**self.__dict__, "_group": None, "_arrays": {}}  # each DataLoader worker opens its own handles
+
+    def _array(self, name: str) -> zarr.Array:
+        if name not in self._arrays:
+            self._arrays[name] = self.group[name]
+        return self._arrays[name]
 
     def __contains__(self, name: str) -> bool:
         return name in self.group
@@ -101,7 +107,7 @@ class Store:
         """Array ``name`` at ``index`` along axis 0 (an int, a slice, an index array, None = all) and, with
         ``inner``, at that index along axis 1 (e.g. one view of a CLIP layer: only its chunks are decompressed
         where the array is chunked along axis 1)."""
-        array = self.group[name]
+        array = self._array(name)
         try:
             if index is None:
                 return np.asarray(array[...])
