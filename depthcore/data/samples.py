@@ -26,14 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from depthcore.data.batch import ARRAY_OF, CLIP_PREFIX, FLIPPED_SUFFIX, mirror_batch, store_of
-from depthcore.data.store import Store, StoreError
+from depthcore.data.store import Store, StoreError, read_items
 from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape, crop_tensor
 from depthcore.seeding import numpy_generator
 
@@ -114,7 +114,7 @@ class TrainingDataset(Dataset):
         when = (item.phase, item.epoch) if isinstance(item, EpochItem) else (None, None)
         i = int(self.indices[item.item if isinstance(item, EpochItem) else item])
         flipped = self.is_flipped(i, *when)
-        arrays = {key: self._read(key, i, flipped) for key in self.keys if key != "intrinsics"}
+        arrays = self._read(i, flipped)
         sample = sample_from_arrays(
             arrays,
             self.keys,
@@ -125,15 +125,20 @@ class TrainingDataset(Dataset):
         )
         return {"index": torch.tensor(i, dtype=torch.int64)} | sample
 
-    def _read(self, key: str, i: int, flipped: bool):
-        """The stored array of ``key`` for dataset row ``i``; of a CLIP layer only the view the sample uses
-        (``[view 0, None]`` or ``[None, view 1]``) unless ``with_flipped`` needs both."""
-        store, name = self.stores[store_of(key)], stored_array(key)
-        if not key.startswith(CLIP_PREFIX) or self.with_flipped:
-            return store.read(name, i)
-        views: list[np.ndarray | None] = [None, None]
-        views[int(flipped)] = store.read(name, i, inner=int(flipped))
-        return views
+    def _read(self, i: int, flipped: bool) -> dict[str, Any]:
+        """Batch key -> the stored array of dataset row ``i`` (all read at once, :func:`read_items`); of a CLIP
+        layer only the view the sample uses (``[view 0, None]`` or ``[None, view 1]``) unless ``with_flipped``
+        needs both."""
+        keys = [key for key in self.keys if key != "intrinsics"]
+        one_view = [key.startswith(CLIP_PREFIX) and not self.with_flipped for key in keys]
+        requests = [
+            (self.stores[store_of(key)], stored_array(key), i, int(flipped) if single else None)
+            for key, single in zip(keys, one_view, strict=True)
+        ]
+        arrays: dict[str, Any] = {}
+        for key, single, value in zip(keys, one_view, read_items(requests), strict=True):
+            arrays[key] = [value, None][:: 1 - 2 * int(flipped)] if single else value
+        return arrays
 
 
 def stored_array(key: str) -> str:

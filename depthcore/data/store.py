@@ -18,15 +18,17 @@ naming the store, array and image and the command that restores it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
+from zarr.core.sync import sync
 
 from depthcore.errors import DepthcoreError
 from depthcore.io import WriterLock, restore_advice
@@ -115,11 +117,35 @@ class Store:
                 return np.asarray(array.get_orthogonal_selection((index,)))
             return np.asarray(array[index] if inner is None else array[index, inner])
         except Exception as exc:
-            where = "all images" if index is None else f"image(s) {index}"
-            raise StoreError(
-                f"{self.path}: array '{name}', {where} cannot be read ({type(exc).__name__}: {exc}); the store is "
-                f"corrupt: {restore_advice(self.path)}"
-            ) from exc
+            raise self._unreadable(name, index, exc) from exc
+
+    def _unreadable(self, name: str, index, exc: Exception) -> StoreError:
+        where = "all images" if index is None else f"image(s) {index}"
+        return StoreError(
+            f"{self.path}: array '{name}', {where} cannot be read ({type(exc).__name__}: {exc}); the store is "
+            f"corrupt: {restore_advice(self.path)}"
+        )
+
+
+def read_items(requests: Sequence[tuple[Store, str, int, int | None]]) -> list[np.ndarray]:
+    """What :meth:`Store.read` returns for each ``(store, array, index, inner)``, read at once: zarr fetches and
+    decompresses their chunks concurrently (its async API), so a sample of several arrays costs about its
+    largest read, not their sum. A failed read raises the StoreError :meth:`Store.read` would."""
+
+    arrays = [store._array(name).async_array for store, name, _, _ in requests]  # opened outside zarr's loop
+
+    async def gather() -> list:
+        reads = [
+            array.getitem(index if inner is None else (index, inner))
+            for array, (_, _, index, inner) in zip(arrays, requests, strict=True)
+        ]
+        return await asyncio.gather(*reads, return_exceptions=True)
+
+    results = sync(gather())
+    for (store, name, index, _), result in zip(requests, results, strict=True):
+        if isinstance(result, Exception):
+            raise store._unreadable(name, index, result) from result
+    return [np.asarray(result) for result in results]
 
 
 class ResumableStore:
