@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUFF_PATHS := depthcore stages tests benchmarks paper
 
-.PHONY: test test-slow lint pipeline repro repro-offline paper paper-grid results bench lock
+.PHONY: test test-slow lint pipeline repro repro-offline paper paper-collect paper-grid results bench lock
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,9 +50,17 @@ repro-offline: $(STAMP)
 # The paper's tables: paper/dvc.yaml from paper/rows.yaml, then the grid of (row, seed) runs over the
 # main pipeline's cached inputs. JOBS=N runs N trainings at once through DVC's experiment queue (one GPU
 # each on a machine with several: CUDA_VISIBLE_DEVICES=0,1,... make paper JOBS=2).
+# SHARD=k/N runs only the k-th of N disjoint parts of the runs (balanced by benchmarks/results/paper.json; part
+# 1 also the cheap stages) and pushes them to the default DVC remote; paper-collect then pulls every part and
+# writes the report, training nothing (SHARDS=N names a missing run's shard). paper/slurm.sh: one shard per task.
 JOBS ?= 1
+SHARD ?=
+SHARDS ?=
 paper: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python paper/grid.py run --jobs $(JOBS)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python paper/grid.py run --jobs $(JOBS) $(if $(SHARD),--shard $(SHARD))
+
+paper-collect: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python paper/grid.py collect $(if $(SHARDS),--shards $(SHARDS))
 
 paper-grid: $(STAMP)
 	$(BIN)/python paper/grid.py write

@@ -370,3 +370,71 @@ def test_paper_grid_runs_through_the_queue_and_each_edit_re_runs_only_what_it_ca
     message = dvc_fails(clone, "repro", "paper/dvc.yaml")
     assert "paper/dvc.yaml is out of date with params.yaml and paper/rows.yaml" in message
     assert "`make paper-grid`" in message and len([line for line in message.splitlines() if "error:" in line]) == 1
+
+
+SHARD_ROWS = ["t1_lower_bound", "t1_depthclip", "t1_msa", "t4_l2_image_text"]  # trains t3_l1 and t4_l2_image_text
+
+
+def _fails(cmd: list[str], cwd: Path) -> str:
+    """stdout + stderr of a command that must fail."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_paper_grid_in_shards_on_two_clones_collected_by_a_third_without_training(tmp_path):
+    settings = OFFLINE_RUN | {"paper.rows": SHARD_ROWS, "paper.seeds": [0], "paper.max_epochs": 1}
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    clones = {}
+    for name in ("a", "b", "c"):
+        clones[name] = make_clone(tmp_path / name, settings)
+    a, b, c = clones["a"], clones["b"], clones["c"]
+    grid_tool = [sys.executable, "paper/grid.py"]
+    # no remote, or a bad SHARD: refused at once in one line naming the fix
+    message = _fails([*grid_tool, "run", "--shard", "1/2"], a)
+    assert (
+        message.startswith("error: `make paper SHARD=1/2` needs a default DVC remote")
+        and len(message.splitlines()) == 1
+    )
+    assert "`dvc remote add -d storage /path/or/url`" in message
+    assert "expected k/N" in _fails([*grid_tool, "run", "--shard", "0/2"], a)
+    for clone in clones.values():  # the same commit everywhere: one shared remote
+        dvc(clone, "remote", "add", "-d", "storage", str(remote))
+        _run(["git", "commit", "-qam", "remote"], clone)
+
+    out_a = _run([*grid_tool, "run", "--shard", "1/2"], a).stdout  # the main pipeline, the cheap stages, t3_l1
+    assert "shard 1/2: 1 runs: t3_l1@0" in out_a
+    assert {"paper/dvc.yaml:train-t3_l1@0", "paper/dvc.yaml:lower_bound@0"} <= ran(out_a)
+    assert not any("t4_l2_image_text" in s for s in ran(out_a))
+
+    # before shard 2 pushed, the collector refuses naming the missing run and its shard, and trains nothing
+    refused = _fails([*grid_tool, "collect", "--shards", "2"], c)
+    assert "error: `make paper-collect` computes nothing: 'train t4_l2_image_text 0' is not on the remote" in refused
+    assert not (c / "models/paper/t4_l2_image_text/seed0.safetensors").exists() and "epoch 1" not in refused
+    assert not {"prepare", "clip_features", "paper/dvc.yaml:train-t3_l1@0"} & ran(refused)  # restored from A's
+    assert "error: the remote lacks 1 of 2 runs, nothing was trained: t4_l2_image_text@0 (`make paper SHARD=2/2`)" in (
+        refused
+    )
+    assert not (c / "metrics/paper.json").exists()
+
+    out_b = _run([*grid_tool, "run", "--shard", "2/2"], b).stdout  # restores the main pipeline from the remote
+    assert ran(out_b) & {"paper/dvc.yaml:train-t4_l2_image_text@0", "paper/dvc.yaml:evaluate-t4_l2_image_text@0"}
+    assert "prepare" not in ran(out_b) and "clip_features" not in ran(out_b)
+    assert not any("t3_l1" in s or "lower_bound" in s for s in ran(out_b))
+
+    out_c = _run([*grid_tool, "collect", "--shards", "2"], c).stdout
+    grid_ran = {s for s in ran(out_c) if s.startswith("paper/dvc.yaml:")}
+    assert "paper/dvc.yaml:report" in grid_ran <= {"paper/dvc.yaml:check", "paper/dvc.yaml:report"}, grid_ran
+    assert "Stage 'paper/dvc.yaml:train-t4_l2_image_text@0' is cached - skipping run" in out_c
+    summary = json.loads((c / "metrics/paper.json").read_text())
+    assert set(summary) == set(SHARD_ROWS) | {"t3_l1"}
+    assert summary["t3_l1"]["n"] == 1 and summary["t4_l2_image_text"]["n"] == 1
+    assert (c / "reports/paper.md").stat().st_size > 0 and (c / "plots/paper.png").stat().st_size > 0
+    for row in ("t3_l1", "t4_l2_image_text"):  # the numbers are the shards' own
+        src = a if row == "t3_l1" else b
+        assert (c / f"metrics/paper/{row}/seed0.json").read_text() == (
+            src / f"metrics/paper/{row}/seed0.json"
+        ).read_text()

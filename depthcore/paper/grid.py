@@ -12,6 +12,10 @@ Each grid stage declares exactly what its run reads, as the main pipeline does: 
 row's adapter and loss code, the params keys of :func:`depthcore.training.inputs.run_keys` the row does not set
 (the row's own come from ``paper/rows.yaml: <row>.params``, never its label or published numbers). Report code,
 table titles and figures are the report stage's alone.
+
+Every output but the report's is in DVC's cache, so each run is recorded in DVC's run-cache: what the
+experiment queue's runs come back through, and what a shard (:mod:`depthcore.paper.shards`) pushes to the remote
+and the collector restores.
 """
 
 from __future__ import annotations
@@ -117,6 +121,19 @@ def _row_keys(params: Params, row: Row) -> list[str | dict]:
     return keys + (["paper.max_epochs"] if "train.max_epochs" in keys else [])
 
 
+def _cached(outs: list) -> list:
+    """``outs`` with every output in DVC's cache: DVC records a run in its run-cache (what ``--run-cache`` pushes
+    and ``repro --pull`` restores) only when none of its plain outputs is uncached."""
+    cached = []
+    for out in outs:
+        if isinstance(out, dict):
+            ((path, options),) = out.items()
+            options = {k: v for k, v in options.items() if k != "cache"}
+            out = {path: options} if options else path
+        cached.append(out)
+    return cached
+
+
 def grid_stages(base: Params, rows: dict[str, Row]) -> dict[str, dict[str, Any]]:
     """The stages of ``paper/dvc.yaml`` for ``base`` (the validated params.yaml) and ``rows``."""
     check = str(Paths().grid_check)
@@ -145,7 +162,7 @@ def grid_stages(base: Params, rows: dict[str, Row]) -> dict[str, dict[str, Any]]
                 "cmd": _cmd(stage, row_id, {f: p for f, p in moved.items() if f in touched}),
                 "wdir": "..",
                 "deps": _code(stage) + [check] + [str(getattr(paths, d)) for d in spec.deps],
-                "outs": outputs(spec.outs, paths, report_as_plain=True)["outs"],
+                "outs": _cached(outputs(spec.outs, paths, report_as_plain=True)["outs"]),
             }
         if row.kind == "zeroshot":
             reports.append(str(paths.zeroshot_metrics))
@@ -158,7 +175,7 @@ def grid_stages(base: Params, rows: dict[str, Row]) -> dict[str, dict[str, Any]]
             "cmd": _cmd("train", row_id, moved, seed=True),
             "deps": _code("train", plugin_files(params)) + [check] + inputs,
             "params": _row_keys(params, row) + [{str(ROWS_FILE): [f"{row_id}.params"]}],
-            "outs": outputs(SPECS["train"].outs, run, report_as_plain=True)["outs"],
+            "outs": _cached(outputs(SPECS["train"].outs, run, report_as_plain=True)["outs"]),
         }
         stages[f"evaluate-{row_id}"] = {
             "matrix": {"seed": list(base.paper.seeds)},
@@ -166,7 +183,7 @@ def grid_stages(base: Params, rows: dict[str, Row]) -> dict[str, dict[str, Any]]
             "cmd": _cmd("evaluate", row_id, moved, seed=True),
             "deps": _code("evaluate", plugin_files(params, loss=False)) + [check, str(run.model)] + inputs,
             "params": ["eval"],
-            "outs": outputs(SPECS["evaluate"].outs, run, report_as_plain=True)["outs"],
+            "outs": _cached(outputs(SPECS["evaluate"].outs, run, report_as_plain=True)["outs"]),
         }
     if any(rows[r].kind == "lower_bound" for r in select_rows(rows, base.paper.rows)):
         stages["lower_bound"] = {
@@ -175,7 +192,7 @@ def grid_stages(base: Params, rows: dict[str, Row]) -> dict[str, dict[str, Any]]
             "cmd": _cmd("lower_bound", seed=True),
             "deps": _code("lower_bound") + [check, str(Paths().dataset)],
             "params": ["eval"],
-            "outs": [{str(run_metrics_path(LOWER_BOUND, SEED)): {"cache": False}}],
+            "outs": [str(run_metrics_path(LOWER_BOUND, SEED))],
         }
     report = Paths()
     stages["report"] = {
@@ -214,5 +231,27 @@ def check_grid(base: Params, rows: dict[str, Row], path: Path = REPO / GRID_DVC_
 
 def queue_targets(base: Params, rows: dict[str, Row]) -> list[str]:
     """The grid's evaluate stages, one per (row, seed): one queued experiment each."""
-    names = [name for name in grid_stages(base, rows) if name.startswith("evaluate-")]
-    return [f"{GRID_DVC_FILE}:{name}@{seed}" for name in names for seed in base.paper.seeds]
+    return [run_target(row, seed) for row, seed in trained_runs(base, rows)]
+
+
+def trained_runs(base: Params, rows: dict[str, Row]) -> list[tuple[str, int]]:
+    """The grid's (row id, seed) trainings, in stage order (the rows that run: a ``same_as`` row is its target's)."""
+    names = [name.removeprefix("evaluate-") for name in grid_stages(base, rows) if name.startswith("evaluate-")]
+    return [(row, seed) for row in names for seed in base.paper.seeds]
+
+
+def run_target(row: str, seed: int) -> str:
+    """The stage that finishes run (row, seed): its evaluate stage (``dvc repro`` of it trains it first)."""
+    return f"{GRID_DVC_FILE}:evaluate-{row}@{seed}"
+
+
+def cheap_targets(base: Params, rows: dict[str, Row]) -> list[str]:
+    """The grid's stages that train nothing: the upstream variants (the zero-shot rows' among them) and the lower
+    bound per seed. One shard makes them, so that the collector computes nothing but the report."""
+    stages = grid_stages(base, rows)
+    targets = [f"{GRID_DVC_FILE}:{name}" for name in stages if name.startswith("variant-")]
+    main = {str(getattr(Paths(), out.field)): stage for stage, spec in SPECS.items() for out in spec.outs}
+    for dep in stages["report"]["deps"]:  # a zero-shot row that reads the main pipeline's metrics: that stage
+        if dep in main and not dep.startswith(str(GRID_METRICS)):
+            targets.append(main[dep])
+    return targets + [f"{GRID_DVC_FILE}:lower_bound@{seed}" for seed in base.paper.seeds if "lower_bound" in stages]
