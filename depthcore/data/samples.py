@@ -137,7 +137,9 @@ class TrainingDataset(Dataset):
         ]
         arrays: dict[str, Any] = {}
         for key, single, value in zip(keys, one_view, read_items(requests), strict=True):
-            arrays[key] = [value, None][:: 1 - 2 * int(flipped)] if single else value
+            if single:
+                value = [None, value] if flipped else [value, None]
+            arrays[key] = value
         return arrays
 
 
