@@ -103,7 +103,7 @@ class Store:
         return name in self.group
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self.group[name].shape)
+        return tuple(self._array(name).shape)
 
     def read(self, name: str, index: int | slice | np.ndarray | None = None, inner: int | None = None) -> np.ndarray:
         """Array ``name`` at ``index`` along axis 0 (an int, a slice, an index array, None = all) and, with

@@ -274,7 +274,7 @@ def train(
         else:
             val = validate(job, val_loader, device=device, amp=amp)  # epoch 0: the untrained model
             history, start = [row(0, None, val)], 0
-            best = {"epoch": 0, "score": score(val), "state_dict": _cpu(model), "val": val}
+            best = {"epoch": 0, "score": score(val), "state_dict": _cpu_copy(model.state_dict()), "val": val}
 
         for epoch in range(start, cfg.epochs):
             train_loss = train_epoch(
@@ -283,7 +283,12 @@ def train(
             val = validate(job, val_loader, device=device, amp=amp)
             history.append(row(epoch + 1, train_loss, val))
             if cfg.select == "last" or score(val) < best["score"]:
-                best = {"epoch": epoch + 1, "score": score(val), "state_dict": _cpu(model), "val": val}
+                best = {
+                    "epoch": epoch + 1,
+                    "score": score(val),
+                    "state_dict": _cpu_copy(model.state_dict()),
+                    "val": val,
+                }
             shown = "".join(f", {k} {v:.4f}" for k, v in val.items())
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}{shown} (kept {best['epoch']})")
             writer.submit(out.state, state_of(resume_key, epoch + 1, model, optimizer, schedule, scaler, history, best))
@@ -307,8 +312,9 @@ def train(
 
 def state_of(resume_key, epoch, model, optimizer, schedule, scaler, history, best) -> dict[str, Any]:
     """Everything a resumed run needs after ``epoch``: weights, optimiser, schedule and scaler states, the curves
-    so far and the kept epoch; tensors as CPU copies (training may go on while it is written)."""
-    state = {
+    so far and the kept epoch; tensors as CPU copies (training may go on while it is written). ``best`` is not
+    copied again: its weights are already a CPU copy, and the loop replaces the dict rather than editing it."""
+    live = {
         "resume_key": resume_key,
         "epoch": epoch,
         "state_dict": model.state_dict(),
@@ -316,9 +322,8 @@ def state_of(resume_key, epoch, model, optimizer, schedule, scaler, history, bes
         "schedule": schedule.state_dict(),
         "scaler": scaler.state_dict(),
         "history": history,
-        "best": best,
     }
-    return _cpu_copy(state)
+    return _cpu_copy(live) | {"best": best}
 
 
 def _cpu_copy(value: Any) -> Any:
@@ -397,7 +402,3 @@ def load_state(path: Path, resume_key: str | None) -> dict[str, Any] | None:
         return saved
     print(f"{path}: starting afresh ({'it cannot be read' if saved is None else 'its inputs changed'})")
     return None
-
-
-def _cpu(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
