@@ -18,10 +18,14 @@ class ArtifactError(DepthcoreError, ValueError):
     """An artifact is missing or unreadable; the message names the stage that rebuilds it."""
 
 
-def save_head(path: Path | str, head: DepthCLIPHead, *, weights: dict[str, Any]) -> Path:
-    """The head as safetensors (deterministic bytes): its buffers, with temperature, dense mode and the
-    CLIP weights manifest as metadata."""
+HEAD_LAYER = "layer4"  # the cached layer a head reads unless its artifact names another (a ViT CLIP's "dense")
+
+
+def save_head(path: Path | str, head: DepthCLIPHead, *, weights: dict[str, Any], layer: str = HEAD_LAYER) -> Path:
+    """The head as safetensors (deterministic bytes): its buffers, with temperature, dense mode, the cached
+    ``layer`` it reads (only recorded when not layer4) and the CLIP weights manifest as metadata."""
     meta = {"temperature": head.temperature, "dense": head.dense, "weights": weights}
+    meta |= {"layer": layer} if layer != HEAD_LAYER else {}
     tensors = {name: value.contiguous() for name, value in head.state_dict().items()}
     return write_safetensors_atomic(path, tensors, meta)
 
@@ -48,9 +52,31 @@ def head_identity(path: Path | str) -> dict[str, Any]:
     return {"sha256": sha256_of(path), "weights": meta["weights"]}
 
 
+def save_no_head(path: Path | str, *, weights: dict[str, Any]) -> Path:
+    """The clip_head artifact of a backbone without a text tower: no tensors, the weights manifest naming it."""
+    return write_safetensors_atomic(path, {}, {"weights": weights, "head": None})
+
+
+def has_head(path: Path | str) -> bool:
+    """Whether the clip_head artifact holds a head (False: its backbone has no text tower)."""
+    meta, _ = _read_head(path)
+    return meta.get("head", True) is not None
+
+
+def head_layer(path: Path | str) -> str:
+    """The cached layer the head of ``path`` reads (layer4, or a ViT CLIP's dense)."""
+    return _read_head(path)[0].get("layer", HEAD_LAYER)
+
+
 def load_head(path: Path | str) -> DepthCLIPHead:
-    """The head saved by :func:`save_head` (CPU, float32)."""
+    """The head saved by :func:`save_head` (CPU, float32); ArtifactError for a backbone without a text tower."""
     meta, tensors = _read_head(path)
+    if meta.get("head", True) is None:
+        backbone = (meta.get("weights") or {}).get("backbone")
+        raise ArtifactError(
+            f"{path}: backbone {backbone!r} has no text tower, so there is no DepthCLIP head: use a CLIP backbone "
+            "(clip_rn50, clip_vitb16) for zero-shot depth and the adapters that read it"
+        )
     projections = {key: tensors[key] for key in PROJECTION_KEYS if key in tensors} or None
     return DepthCLIPHead(
         text_embeddings=tensors["text"],
@@ -67,9 +93,20 @@ def save_shallow(path: Path | str, state: dict[str, torch.Tensor]) -> Path:
     return write_safetensors_atomic(path, {k: v.contiguous() for k, v in state.items()}, None)
 
 
+def save_no_shallow(path: Path | str, *, backbone: str) -> Path:
+    """The clip_shallow artifact of a backbone without a CLIP ResNet stem: no tensors, the backbone named."""
+    return write_safetensors_atomic(path, {}, {"backbone": backbone, "shallow": None})
+
+
 def load_shallow(path: Path | str) -> dict[str, torch.Tensor]:
     """The state dict :func:`save_shallow` wrote (input of ``clip_shallow.build_clip_shallow``)."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist: run `dvc repro clip_features`")
-    return read_safetensors(path)[1]
+    meta, tensors = read_safetensors(path)
+    if not tensors:
+        raise ArtifactError(
+            f"{path}: backbone {(meta or {}).get('backbone')!r} has no CLIP ResNet stem and layer1 to compute: "
+            "use backbone: clip_rn50 for an adapter that computes them (msa with shallow: compute)"
+        )
+    return tensors

@@ -1,9 +1,11 @@
-"""DVC stage clip_features: dataset.zarr -> data/features/clip.zarr (frozen CLIP, image + mirror image) and
-data/features/clip_shallow.safetensors (the CLIP stem and layer1 weights adapters compute those layers with)."""
+"""DVC stage clip_features: dataset.zarr -> data/features/clip.zarr (the selected backbone's cached layers, image +
+mirror image) and data/features/clip_shallow.safetensors (the CLIP stem and layer1 weights adapters compute those
+layers with; for another backbone, an artifact that names it and holds none)."""
 
 from common import run
 
 from depthcore.features.clip import cache_clip_features
+from depthcore.weights.backbone import read_selected
 
 
 def main(stage):
@@ -13,7 +15,7 @@ def main(stage):
         paths.dataset,
         paths.clip_features,
         paths.clip_shallow,
-        layers=p.clip.cache_layers,
+        layers=tuple(read_selected(paths.backbone_settings)["layers"]),
         key=stage.key,
         batch_size=p.runtime.clip_batch_size,
         device=stage.device,

@@ -1,13 +1,20 @@
-"""DVC stage fetch_clip: the CLIP weights clip.pretrained names into data/weights/clip/ (+ weights.json)."""
+"""DVC stage fetch_clip: the weights of the selected backbone (backbone.json; for clip_rn50 the CLIP weights
+clip.pretrained names) into data/weights/clip/ (+ weights.json); releases are also kept in data/weights/downloads/."""
 
 from common import run
 
-from depthcore.weights.fetch_clip import fetch_clip_weights
+from depthcore.weights.backbone import fetch_backbone_weights, read_selected
 
 
 def main(stage):
     paths = stage.paths
-    print(f"ready: {fetch_clip_weights(stage.params.clip, paths.clip_weights, local_dir=paths.local_clip_weights)}")
+    manifest = fetch_backbone_weights(
+        read_selected(paths.backbone_settings),
+        paths.clip_weights,
+        local_dir=paths.local_clip_weights,
+        downloads=paths.weights_downloads,
+    )
+    print(f"ready: {manifest}")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def test_clip_adapter_switches(context):
 def test_registry_unknown_name_lists_valid(context):
     with pytest.raises(DepthcoreError, match=r"params 'adapter': unknown adapter 'unet'; valid adapters are .*'msa'\]"):
         build_adapter("unet", cfg=settings("msa"), context=context)
-    assert ADAPTERS.names() == ["clip_adapter", "coarse_refine", "eigen", "msa"]
+    assert ADAPTERS.names() == ["clip_adapter", "coarse_refine", "dpt_probe", "eigen", "linear_probe", "msa"]
 
 
 def test_building_one_plugin_imports_only_its_own_modules():

@@ -102,7 +102,7 @@ def test_val_fraction_zero_with_select_last_trains_on_every_training_image():
         ),
         ({"data.synthetic.images": 4}, r"2 room\(s\); the splits need at least one test room and 2 training"),
         ({"data.synthetic.images": 2}, r"1 room\(s\)"),
-        ({"clip.cache_layers": ["layer3", "layer4"]}, r"adapters.msa' reads the CLIP layer\(s\) \['layer2'\]"),
+        ({"clip.cache_layers": ["layer3", "layer4"]}, r"adapters.msa' reads the layer\(s\) \['layer2'\]"),
         ({"adapters.msa.segments": "color", "segments.method": "none"}, r"reads a segment map but 'segments.method'"),
         ({"adapters.msa.segments": "pool"}, r"'pool', which only the narrow decoder has"),
         ({"adapters.msa.layers": ["layer3", "layer4"]}, r"the published decoder skips all five CLIP layers"),

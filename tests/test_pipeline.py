@@ -119,6 +119,7 @@ OFFLINE_RUN = OFFLINE | {
 FEATURE_STAGES = {
     "check",
     "fetch_data",
+    "backbone",
     "fetch_clip",
     "fetch_sam",
     "prepare",
@@ -271,7 +272,7 @@ def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path)
     weights = clone / "weights/clip/mine.pt"
     weights.write_bytes(b"first version")
     set_params(clone, {"clip.pretrained": "weights/clip/mine.pt"})
-    assert ran(dvc(clone, "repro", "fetch_clip")) == {"check", "fetch_clip"}
+    assert ran(dvc(clone, "repro", "fetch_clip")) == {"check", "backbone", "fetch_clip"}
     assert UP_TO_DATE in dvc(clone, "status", "fetch_clip")
     weights.write_bytes(b"second version")
     assert changed(dvc(clone, "status", "fetch_clip")) == {"fetch_clip"}
@@ -438,3 +439,60 @@ def test_paper_grid_in_shards_on_two_clones_collected_by_a_third_without_trainin
         assert (c / f"metrics/paper/{row}/seed0.json").read_text() == (
             src / f"metrics/paper/{row}/seed0.json"
         ).read_text()
+
+
+BACKBONE_STAGES = {"check", "backbone", "fetch_clip", "clip_features", "clip_head", "zeroshot", "zeroshot_report"}
+SMALL_PROBE = {"adapters.dpt_probe.features": 16}  # the published fusion width (512) is minutes a step on a CPU
+TABLE6_ROWS = ["t6_clip_rn50_linear", "t6_dinov2_vits14_dpt"]
+
+
+@pytest.mark.slow
+def test_a_backbone_is_computed_once_switching_back_restores_it_and_a_table6_grid_reuses_it(tmp_path):
+    clone = make_clone(tmp_path, OFFLINE_RUN | SMALL_PROBE)
+    dvc(clone, "repro")
+    _run(["git", "add", "-A"], clone)
+    _run(["git", "commit", "-qm", "main pipeline on clip_rn50"], clone)
+    # another backbone's settings re-run the small backbone stage alone (its output does not change)
+    set_params(clone, {"backbones.sam_vitb.layers": ["block12"], "backbones.clip_vitb16.init_seed": 3})
+    assert ran(dvc(clone, "repro")) == {"check", "backbone"}
+    restore(clone)
+    dvc(clone, "repro")
+
+    # an experiment on DINOv2 with the DPT probe: only that backbone's features (and its empty zero-shot), then
+    # the training; no other stage
+    out = dvc(clone, "exp", "run", "-S", "backbone=dinov2_vits14", "-S", "adapter=dpt_probe")
+    assert ran(out) == BACKBONE_STAGES | RUN_STAGES
+    features = Store(clone / "data/features/clip.zarr").attrs
+    assert features["backbone"] == "dinov2_vits14" and set(features["layers"]) == {
+        "block3",
+        "block6",
+        "block9",
+        "block12",
+    }
+    assert set(json.loads((clone / "metrics/zeroshot.json").read_text())) == {"constant_mean"}  # no text tower
+    evaluation = json.loads((clone / "metrics/eval.json").read_text())
+    assert evaluation["n_images"] == 2 and 0 < evaluation["abs_rel"] < 10
+
+    # switching back recomputes no feature and trains nothing: DVC's run-cache restores every stage but the weights
+    # folder (kept while it runs, for resuming downloads; for random weights a manifest) and evaluate, whose
+    # per-image CSV is uncached (it predicts the 2 test images again)
+    restore(clone)
+    out = dvc(clone, "repro")
+    assert ran(out) <= {"check", "fetch_clip", "evaluate"} and "Stage 'clip_features' is cached - skipping run" in out
+    assert Store(clone / "data/features/clip.zarr").attrs["backbone"] == "clip_rn50"
+    assert UP_TO_DATE in dvc(clone, "status", "dvc.yaml")
+
+    # a two-row Table 6 grid: the RN50 linear probe reads the main features, the DINOv2 row a variant computed once
+    set_params(clone, {"paper.rows": TABLE6_ROWS, "paper.seeds": [0], "paper.max_epochs": 1})
+    _run([sys.executable, "paper/grid.py", "write"], clone)
+    stages = yaml.safe_load((clone / "paper/dvc.yaml").read_text())["stages"]
+    assert [s.split("-")[1] for s in stages if s.startswith("variant-clip_features")] == ["clip_features"]
+    env_path = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    out = _run([sys.executable, "paper/grid.py", "run"], clone, env_path).stdout
+    assert "clip_features" not in ran(out)  # the main features were reused
+    summary = json.loads((clone / "metrics/paper.json").read_text())
+    assert set(summary) == set(TABLE6_ROWS) and all(summary[r]["n"] == 1 for r in TABLE6_ROWS)
+    assert summary["t6_dinov2_vits14_dpt"]["published"]["rmse"] == 0.356
+    report = (clone / "reports/paper.md").read_text()
+    assert "### Table 6 (depthcore)" in report and "DINOv2 (Oquab et al. 2023), Table 11" in report
+    assert (clone / "plots/paper_backbones.png").read_bytes()[:4] == b"\x89PNG"

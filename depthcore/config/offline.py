@@ -11,11 +11,16 @@ import argparse
 import json
 from typing import Any
 
-# No network: rendered rooms, seeded random CLIP/SAM weights, the cheap felzenszwalb segmenter (SAM with random
-# weights finds no masks, at ~30 s per image on a CPU) and the rendered rooms' own second views.
+# No network: rendered rooms, seeded random weights for CLIP, SAM and every backbone of the zoo, the cheap
+# felzenszwalb segmenter (SAM with random weights finds no masks, at ~30 s per image on a CPU) and the rendered
+# rooms' own second views.
 OFFLINE: dict[str, Any] = {
     "data.source": "synthetic",
     "clip.pretrained": "none",
+    "backbones.clip_vitb16.pretrained": "none",
+    "backbones.dinov2_vits14.pretrained": "none",
+    "backbones.dinov2_vitb14.pretrained": "none",
+    "backbones.sam_vitb.pretrained": "none",
     "sam.pretrained": "none",
     "segments.method": "felzenszwalb",
     "pairs.method": "dataset",

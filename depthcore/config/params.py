@@ -27,6 +27,7 @@ from depthcore.errors import ConfigError
 from depthcore.geometry.frame import CLIP_LAYERS
 from depthcore.losses.registry import LOSSES
 from depthcore.models.adapters.registry import ADAPTERS
+from depthcore.models.backbones.zoo.registry import BACKBONES, backbone_facts
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -211,6 +212,7 @@ def _plugin_sections(registry, key: str):
 
 
 AdaptersSection, AdapterName = _plugin_sections(ADAPTERS, "adapters")
+BackbonesSection, BackboneName = _plugin_sections(BACKBONES, "backbones")
 LossesSection, LossName = _plugin_sections(LOSSES, "losses")
 
 
@@ -224,6 +226,8 @@ class Params(Section):
     sam: SamSection
     segments: SegmentsSection
     pairs: PairsSection
+    backbone: BackboneName  # type: ignore[valid-type]
+    backbones: BackbonesSection  # type: ignore[valid-type]
     seed: int
     adapter: AdapterName  # type: ignore[valid-type]
     loss: LossName  # type: ignore[valid-type]
@@ -237,6 +241,13 @@ class Params(Section):
     def adapter_config(self):
         """The settings of the chosen adapter (``adapters.<adapter>``)."""
         return getattr(self.adapters, self.adapter)
+
+    @property
+    def backbone_layers(self) -> tuple[str, ...]:
+        """The layers of the selected backbone that the features store caches (clip_rn50: clip.cache_layers)."""
+        if self.backbone == PAPER_BACKBONE:
+            return self.clip.cache_layers
+        return getattr(self.backbones, self.backbone).layers
 
     @property
     def loss_config(self):
@@ -264,13 +275,8 @@ def cross_section_errors(p: Params) -> list[str]:
         errors.append(f"params 'depthclip.template' must contain '{{depth_class}}', got {p.depthclip.template!r}")
     if len(set(p.clip.cache_layers)) != len(p.clip.cache_layers):
         errors.append(f"params 'clip.cache_layers': duplicate layer names {list(p.clip.cache_layers)}")
+    errors += backbone_errors(p)
     cfg = p.adapter_config
-    missing = [layer for layer in cfg.cached_layers() if layer not in p.clip.cache_layers]
-    if missing:
-        errors.append(
-            f"params 'adapters.{p.adapter}' reads the CLIP layer(s) {missing}, which 'clip.cache_layers' "
-            f"({list(p.clip.cache_layers)}) does not cache: add them to clip.cache_layers or change the adapter"
-        )
     if "segments" in cfg.batch_keys() and p.segments.method == "none":
         errors.append(
             f"params 'adapters.{p.adapter}' reads a segment map but 'segments.method' is 'none': set "
@@ -290,6 +296,50 @@ def cross_section_errors(p: Params) -> list[str]:
     if p.data.source == "synthetic":
         errors += synthetic_split_errors(p.data)
     return errors
+
+
+PAPER_BACKBONE = "clip_rn50"  # the paper's CLIP RN50: its settings are the clip section
+
+
+def backbone_errors(p: Params) -> list[str]:
+    """The chosen adapter against the selected backbone: the layers it reads cached (and exposed), a class token
+    where it reads one, a text tower for the DepthCLIP head or zero-shot depth, a ResNet stem to compute."""
+    cfg, name = p.adapter_config, p.backbone
+    facts = backbone_facts(name)
+    key = "clip.cache_layers" if name == PAPER_BACKBONE else f"backbones.{name}.layers"
+    cached = p.backbone_layers
+    anywhere = [a for a in ADAPTERS.names() if getattr(ADAPTERS.get(a).config, "any_backbone", False)]
+    unexposed = [layer for layer in cfg.cached_layers() if layer not in facts.layers]
+    errors = []
+    if unexposed:
+        errors.append(
+            f"params 'adapters.{p.adapter}' reads the layer(s) {unexposed}, which backbone {name!r} does not have (it "
+            f"exposes {list(facts.layers)}): use backbone clip_rn50 for it, or an adapter that takes any backbone "
+            f"({anywhere}, with their layers set to the backbone's where they read any)"
+        )
+    missing = [layer for layer in cfg.cached_layers() if layer not in cached and layer not in unexposed]
+    if missing:
+        errors.append(
+            f"params 'adapters.{p.adapter}' reads the layer(s) {missing}, which '{key}' ({list(cached)}) does not "
+            f"cache: add them to {key} or change the adapter"
+        )
+    if cfg.class_token_layers() and not facts.class_token:
+        errors.append(
+            f"params 'adapters.{p.adapter}' reads class tokens, which backbone {name!r} does not have: set "
+            f"adapters.{p.adapter}.class_token: false"
+        )
+    if (cfg.needs_head() or "zeroshot" in cfg.batch_keys()) and not facts.text:
+        clips = [b for b in BACKBONES.names() if backbone_facts(b).text]
+        errors.append(
+            f"params 'adapters.{p.adapter}' reads DepthCLIP's zero-shot head or depth, which needs a text tower; "
+            f"backbone {name!r} has none: use a CLIP backbone ({clips}) or an adapter without it"
+        )
+    if cfg.needs_shallow() and name != PAPER_BACKBONE:
+        errors.append(
+            f"params 'adapters.{p.adapter}' computes CLIP RN50's stem and layer1 itself, which backbone {name!r} does "
+            f"not have: use backbone: {PAPER_BACKBONE}"
+        )
+    return ["; ".join(errors)] if errors else []  # one message: every reason the adapter does not fit
 
 
 def synthetic_split_errors(data: DataSection) -> list[str]:

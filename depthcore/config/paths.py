@@ -38,6 +38,8 @@ class Paths:
     raw: Path = Path("data/raw")
     local_clip_weights: Path = Path("weights/clip")
     local_sam_weights: Path = Path("weights/sam")
+    weights_downloads: Path = Path("data/weights/downloads")  # kept releases (not a DVC output): a switch back re-links
+    backbone_settings: Path = Path("data/features/backbone.json")
     clip_weights: Path = Path("data/weights/clip")
     sam_weights: Path = Path("data/weights/sam")
     dataset: Path = Path("data/prepared/dataset.zarr")
@@ -63,6 +65,7 @@ class Paths:
     paper_metrics: Path = Path("metrics/paper.json")
     paper_report: Path = Path("reports/paper.md")
     paper_figure: Path = Path("plots/paper.png")
+    paper_backbones_figure: Path = Path("plots/paper_backbones.png")
 
     def under(self, root: Path | str) -> Paths:
         """The same layout below ``root`` (tests and benchmarks build pipelines in temporary folders)."""

@@ -17,7 +17,7 @@ from depthcore.data.samples import TrainingDataset
 from depthcore.data.splits import read_split, split_indices
 from depthcore.data.store import ResumableStore, Store
 from depthcore.device import default_device, loader_workers
-from depthcore.evaluation.report import write_report
+from depthcore.evaluation.report import write_baseline_report, write_report
 from depthcore.geometry.frame import DEPTHCLIP_CROP, NYU_HEIGHT, NYU_WIDTH
 from depthcore.models.predict import iter_predictions
 from depthcore.training.checkpoint import build_from_checkpoint, load_checkpoint
@@ -85,7 +85,20 @@ def evaluate_checkpoint(params, paths: Paths, *, device=None, progress: bool = T
 
 
 def zeroshot_report(params, paths: Paths) -> dict[str, Any]:
-    """The zeroshot_report stage: the zero-shot predictions' test metrics and figure."""
+    """The zeroshot_report stage: the zero-shot predictions' test metrics and figure. For a backbone without a
+    text tower (a zeroshot store without depth) the metrics hold the constant train-mean depth's alone, and the
+    figure the images and their ground truth."""
+    predictions = Store(paths.zeroshot)
+    if predictions.attrs.get("predictor", "depthclip") is None:
+        dataset = Store(paths.dataset, required=("rgb", "depth", "depth_eval", "split", "scene"))
+        print(f"{predictions.attrs['reason']}: metrics/zeroshot.json holds the constant train-mean depth's alone")
+        return write_baseline_report(
+            dataset,
+            read_split(paths.split, dataset.shape("rgb")[0]),
+            cfg=params.eval,
+            metrics_path=paths.zeroshot_metrics,
+            figure_path=paths.zeroshot_figure,
+        )
     return _report(params, paths, Store(paths.zeroshot, required=("depth",)), "DepthCLIP zero-shot", zeroshot=True)
 
 

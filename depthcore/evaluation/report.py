@@ -89,3 +89,21 @@ def write_report(
         titles=[f"image {i}" for i in test],
     )
     return metrics | {BASELINE_KEY: baseline}
+
+
+def write_baseline_report(
+    dataset: Store, codes: np.ndarray, *, cfg, metrics_path: Path | str, figure_path: Path | str
+) -> dict[str, Any]:
+    """The report when there are no predictions to score (a zero-shot stage of a backbone without a text
+    tower): ``{constant_mean: ...}`` metrics and a figure of RGB | ground truth; returns the metrics."""
+    metrics = {BASELINE_KEY: constant_mean_metrics(dataset, codes, cfg=cfg)}
+    write_json_atomic(metrics_path, metrics)
+    test = split_indices(dataset.read("split"), "test")[: max(cfg.figure_images, 1)]
+    save_depth_figure(
+        figure_path,
+        rgb=dataset.read("rgb", test),
+        gt=dataset.read("depth_eval", test),
+        predictions=[],
+        titles=[f"image {i}" for i in test],
+    )
+    return metrics

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from depthcore.artifacts import save_head
+from depthcore.artifacts import save_head, save_no_head
 from depthcore.models.backbones.clip import ClipBackbone
 from depthcore.models.heads.depthclip import CHANNEL_STEP, DepthCLIPHead, HeadError, depth_prompts
-from depthcore.weights.clip import load_clip_backbone
+from depthcore.weights.backbone import load_backbone
 from depthcore.weights.manifest import read_manifest
 
 
@@ -29,8 +29,25 @@ def build_depthclip_head(*, backbone: ClipBackbone, cfg) -> DepthCLIPHead:
     )
 
 
+def build_vit_head(*, backbone, cfg) -> DepthCLIPHead:
+    """The head of a ViT CLIP zoo backbone: its prompts encoded by its text tower, reading the cached ``dense``
+    layer (MaskCLIP's value path, already in the text space); ``depthclip.dense`` is a ResNet CLIP's choice."""
+    return DepthCLIPHead(
+        text_embeddings=backbone.encode_text(depth_prompts(cfg)).cpu(),
+        bins=cfg.bins,
+        temperature=cfg.temperature,
+        dense="embedded",
+    )
+
+
 def write_head(weights_dir: Path | str, cfg, out: Path | str) -> Path:
     """The clip_head stage: encode the prompts of ``cfg`` (the depthclip section) with the CLIP of the
-    ``fetch_clip`` folder and save the head artifact."""
-    head = build_depthclip_head(backbone=load_clip_backbone(weights_dir), cfg=cfg)
-    return save_head(out, head, weights=read_manifest(weights_dir, stage="fetch_clip"))
+    ``fetch_clip`` folder and save the head artifact; for a backbone without a text tower, an artifact saying so
+    (the zero-shot stages then predict nothing)."""
+    backbone = load_backbone(weights_dir)
+    weights = read_manifest(weights_dir, stage="fetch_clip")
+    if isinstance(backbone, ClipBackbone):
+        return save_head(out, build_depthclip_head(backbone=backbone, cfg=cfg), weights=weights, layer="layer4")
+    if not backbone.text:
+        return save_no_head(out, weights=weights)
+    return save_head(out, build_vit_head(backbone=backbone, cfg=cfg), weights=weights, layer=backbone.zeroshot_layer)

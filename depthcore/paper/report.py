@@ -53,7 +53,9 @@ TABLE_TITLES = {
     3: "Table 3: Multi-Scale Adapter, CLIP and SAM",
     4: "Table 4: CLIP-Adapter, image and text adapters",
     5: "Table 5 (depthcore): stronger variants testing the paper's conclusions",
+    6: "Table 6 (depthcore): the question put to today's foundation models, frozen backbone x probe",
 }
+PROBE_NAMES = {"linear_probe": "linear probe", "dpt_probe": "DPT probe", "msa": "Multi-Scale Adapter (paper)"}
 
 
 def report_markdown(rows: dict[str, Row], summary: dict[str, Any], *, seeds: list[int]) -> str:
@@ -92,6 +94,10 @@ def report_markdown(rows: dict[str, Row], summary: dict[str, Any], *, seeds: lis
             cells = [_cell(entry, metric, published) for metric, published in columns]
             label = rows[row_id].label + (" (cited)" if rows[row_id].cited else "")
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {entry['n']} |")
+        sources = [(rows[r].label, rows[r].source) for r in ids if rows[r].source]
+        if sources:
+            lines += ["", "Published numbers in brackets come from other work, under its own protocol:"]
+            lines += [f"- {label}: {source}" for label, source in sources]
         lines.append("")
     return "\n".join(lines)
 
@@ -134,6 +140,57 @@ def save_figure(path: Path | str, rows: dict[str, Row], summary: dict[str, Any])
     return Path(path)
 
 
+def backbone_probe(rows: dict[str, Row], row_id: str) -> tuple[str, str]:
+    """(backbone, adapter) of a Table 6 row (a same_as row: those of the row it names)."""
+    row = rows[rows[row_id].same_as or row_id]
+    return str(row.params.get("backbone", "clip_rn50")), str(row.params["adapter"])
+
+
+def save_backbone_figure(path: Path | str, rows: dict[str, Row], summary: dict[str, Any]) -> Path:
+    """Table 6 as a figure: d1 and abs_rel per backbone (groups) and probe (bars; error bar = sample std), the
+    published value marked where there is one (no Table 6 row chosen: a figure saying so)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ids = [r for r, entry in summary.items() if rows[r].table == 6 and entry.get("mean") is not None]
+    cells = {backbone_probe(rows, r): summary[r] for r in ids}
+    backbones = list(dict.fromkeys(b for b, _ in cells))
+    probes = list(dict.fromkeys(p for _, p in cells))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.6 * max(len(backbones), 1) * max(len(probes), 1) + 1.5))
+    width = 0.8 / max(len(probes), 1)
+    for ax, metric in zip(axes, ("d1", "abs_rel"), strict=True):
+        for k, probe in enumerate(probes):
+            y = [i + k * width for i, b in enumerate(backbones) if (b, probe) in cells]
+            entries = [cells[(b, probe)] for b in backbones if (b, probe) in cells]
+            ax.barh(
+                y,
+                [e["mean"][metric] for e in entries],
+                height=width,
+                xerr=[e["std"][metric] for e in entries],
+                label=PROBE_NAMES.get(probe, probe),
+            )
+            marks = [(yi, (e["published"] or {}).get(metric)) for yi, e in zip(y, entries, strict=True)]
+            marks = [(yi, v) for yi, v in marks if v is not None]
+            if marks:
+                ax.scatter([v for _, v in marks], [yi for yi, _ in marks], color="black", marker="|", s=200, zorder=3)
+        ax.set_yticks([i + 0.4 - width / 2 for i in range(len(backbones))], backbones)
+        ax.invert_yaxis()
+        ax.set_xlabel(metric)
+        ax.grid(axis="x", alpha=0.3)
+    if not ids:
+        axes[0].text(0.5, 0.5, "no Table 6 row chosen (paper.rows)", ha="center", transform=axes[0].transAxes)
+    else:
+        axes[1].legend(loc="lower right", fontsize=7)
+    fig.suptitle("Table 6: frozen backbone x probe on NYUv2 test (black mark: published)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def write_report(
     base,
     *,
@@ -141,9 +198,10 @@ def write_report(
     out_json: Path | str,
     out_markdown: Path | str,
     out_figure: Path | str,
+    out_backbones_figure: Path | str,
 ) -> dict[str, Any]:
     """The report stage: read every run's metrics of the chosen rows (``base``: the validated params.yaml),
-    write ``metrics/paper.json``, ``reports/paper.md`` and the figure; returns the summary."""
+    write ``metrics/paper.json``, ``reports/paper.md``, the figure and Table 6's figure; returns the summary."""
     rows = load_rows(rows_file)
     seeds = list(base.paper.seeds)
     chosen = select_rows(rows, base.paper.rows)
@@ -161,4 +219,5 @@ def write_report(
     write_json_atomic(out_json, summary)
     write_text_atomic(out_markdown, report_markdown(rows, summary, seeds=seeds))
     save_figure(out_figure, rows, summary)
+    save_backbone_figure(out_backbones_figure, rows, summary)
     return summary

@@ -28,7 +28,20 @@ PUBLISHED_METRICS = ("d1", "d2", "d3", "abs_rel", "rmse")
 PUBLISHED_LOG_METRIC = {"log10": "log10", "paper_rmse_log": "rmse_log"}  # published key -> our metric
 LOWER_BOUND = "t1_lower_bound"
 # Params a row may not set: the grid reuses the main pipeline's dataset, weights, features and protocol as they are.
-FIXED = ("data.", "clip.", "sam.model", "sam.pretrained", "sam.init_seed", "runtime.", "paper.", "seed", "eval.")
+FIXED = (
+    "data.",
+    "clip.model",
+    "clip.pretrained",
+    "clip.init_seed",
+    "sam.model",
+    "sam.pretrained",
+    "sam.init_seed",
+    "runtime.",
+    "paper.",
+    "seed",
+    "eval.",
+)
+WEIGHTS_KEYS = ("pretrained", "init_seed")  # of backbones.<name>: which weights, fixed for the whole study
 # What a trained row must set itself, so that the main pipeline's choice never changes it.
 ROW_OWN = ("adapter", "loss")
 
@@ -47,6 +60,7 @@ class Row(BaseModel):
     kind: Literal["train", "zeroshot", "lower_bound"] = "train"
     params: dict[str, Any] = {}
     published: dict[str, float | None] | None = None
+    source: str | None = None  # where the published numbers come from, when not the paper we reproduce
     same_as: str | None = None
     cited: bool = False
 
@@ -110,6 +124,7 @@ def row_params(base: Params, row_id: str, row: Row, *, seed: int = 0) -> Params:
     """The validated params of a run of ``row``: params.yaml (``base``), then the row's params, the seed and the
     grid's epoch cap (``paper.max_epochs``, the lower of it and ``train.max_epochs``). Errors name the row."""
     fixed = [key for key in row.params if key.startswith(FIXED)]
+    fixed += [key for key in row.params if key.startswith("backbones.") and key.rpartition(".")[2] in WEIGHTS_KEYS]
     if fixed:
         raise PaperError(
             f"row {row_id!r} sets {fixed}, which the grid does not vary (it reuses the main pipeline's dataset, "

@@ -12,7 +12,7 @@ from depthcore.features.clip import cache_clip_features
 from depthcore.features.head import write_head
 from depthcore.features.segments import write_segments
 from depthcore.features.zeroshot import run_zeroshot
-from depthcore.weights.fetch_clip import fetch_clip_weights
+from depthcore.weights.backbone import fetch_backbone_weights, write_selected
 from depthcore.weights.fetch_sam import fetch_sam_weights
 
 
@@ -23,14 +23,21 @@ def build_inputs(params, paths: Paths) -> Paths:
     write_validation_split(
         paths.dataset, paths.split, val_fraction=params.data.val_fraction, seed=params.data.split_seed
     )
-    fetch_clip_weights(params.clip, paths.clip_weights, local_dir=paths.local_clip_weights, progress=False)
+    selected = write_selected(params, paths.backbone_settings)
+    fetch_backbone_weights(
+        selected,
+        paths.clip_weights,
+        local_dir=paths.local_clip_weights,
+        downloads=paths.weights_downloads,
+        progress=False,
+    )
     fetch_sam_weights(params.sam, paths.sam_weights, local_dir=paths.local_sam_weights, progress=False)
     cache_clip_features(
         paths.clip_weights,
         paths.dataset,
         paths.clip_features,
         paths.clip_shallow,
-        layers=params.clip.cache_layers,
+        layers=tuple(selected["layers"]),
         key=None,
         batch_size=params.runtime.clip_batch_size,
     )

@@ -9,10 +9,11 @@ Two kinds of code are not followed through imports:
   checks they pass through unchanged): only the ``check`` stage, which runs it for that purpose, depends on
   it; the artifact paths (``depthcore/config/paths.py``) are also written into every stage's entry of the
   generated ``dvc.yaml`` files, so a changed path already changes the stages that use it;
-- plugins (one module per adapter and per loss, imported by name through :mod:`depthcore.registry`): a stage
-  that builds *the chosen* adapter or loss depends on that plugin's files only, through the content hashes
-  ``train_inputs`` records (main pipeline) or its own list (paper grid); stages that may read any plugin
-  (``train_inputs``, ``check``) depend on the plugin packages whole.
+- plugins (one module per adapter, per loss and per backbone, imported by name through
+  :mod:`depthcore.registry`): a stage that builds *the chosen* adapter or loss depends on that plugin's files
+  only, through the content hashes ``train_inputs`` records (main pipeline) or its own list (paper grid), and the
+  stages of the chosen backbone through those ``backbone.json`` records; stages that may read any plugin
+  (``train_inputs``, ``check``, ``backbone``) depend on the plugin packages whole.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ PACKAGES = ("depthcore",)
 STAGE_HELPER = "stages/common.py"
 VALIDATION_ONLY = frozenset({"depthcore/config/params.py"})
 DECLARATIONS = VALIDATION_ONLY | {"depthcore/config/paths.py"}
-PLUGIN_PACKAGES = ("depthcore/models/adapters", "depthcore/losses")
+BACKBONE_PACKAGE = "depthcore/models/backbones/zoo"
+PLUGIN_PACKAGES = ("depthcore/models/adapters", "depthcore/losses", BACKBONE_PACKAGE)
 
 
 def module_path(name: str) -> str:

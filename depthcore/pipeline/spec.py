@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from depthcore.config.paths import MAIN_DVC_FILE, PARAMS_FILE, Paths
-from depthcore.pipeline.deps import PLUGIN_PACKAGES, REPO, STAGE_HELPER, code_closure
+from depthcore.pipeline.deps import BACKBONE_PACKAGE, PLUGIN_PACKAGES, REPO, STAGE_HELPER, code_closure
 
 OUT_KINDS = ("out", "uncached", "metric", "plot")
 
@@ -39,9 +39,10 @@ class Out:
 @dataclass(frozen=True)
 class StageSpec:
     """One stage: ``deps`` and ``outs`` are :class:`Paths` fields, ``files`` literal paths it also depends on,
-    ``params`` the dotted keys it declares. ``plugins``: ``all`` (it may read any adapter's or loss's code: their
-    packages are dependencies), ``chosen`` (it builds the chosen ones, whose code train_inputs.json hashes) or
-    None. ``validation``: it runs the params schema itself (the check stage)."""
+    ``params`` the dotted keys it declares. ``plugins``: ``all`` (it may read any adapter's, loss's or backbone's
+    code: their packages are dependencies), ``backbones`` (any backbone's: the zoo package), ``chosen`` (it builds
+    the chosen ones, whose code train_inputs.json hashes) or None. ``validation``: it runs the params schema
+    itself (the check stage)."""
 
     name: str
     doc: str
@@ -75,11 +76,20 @@ STAGES: tuple[StageSpec, ...] = (
         params=("data.source", "data.nyuv2", "data.synthetic"),
     ),
     StageSpec(
+        "backbone",
+        "backbone: the selected backbone's settings and code hashes (clip_rn50: the clip section); the weights and "
+        "feature stages depend on this file, so another backbone's settings or code re-run nothing else",
+        deps=("params_check",),
+        outs=(Out("backbone_settings"),),
+        params=("backbone", "backbones", "clip.model", "clip.pretrained", "clip.init_seed", "clip.cache_layers"),
+        plugins="backbones",
+    ),
+    StageSpec(
         "fetch_clip",
-        "fetch_clip: the CLIP weights clip.pretrained names; weights/clip/ holds user files (tracked by content)",
-        deps=("params_check", "local_clip_weights"),
+        "fetch_clip: the selected backbone's weights (clip_rn50: those clip.pretrained names); weights/clip/ holds "
+        "user files (tracked by content); releases are kept in data/weights/downloads/ for a switch back",
+        deps=("backbone_settings", "local_clip_weights"),
         outs=(Out("clip_weights", persist=True),),
-        params=("clip.model", "clip.pretrained", "clip.init_seed"),
     ),
     StageSpec(
         "fetch_sam",
@@ -111,15 +121,15 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "clip_features",
-        "clip_features: the cached CLIP layers, and the CLIP stem + layer1 weights adapters compute those layers with",
-        deps=("dataset", "clip_weights"),
+        "clip_features: the selected backbone's cached layers, and the CLIP stem + layer1 weights adapters compute "
+        "those layers with",
+        deps=("dataset", "clip_weights", "backbone_settings"),
         outs=(Out("clip_features"), Out("clip_shallow")),
-        params=("clip.cache_layers",),
     ),
     StageSpec(
         "clip_head",
-        "clip_head: the small CLIP artifact of the zero-shot head (prompt embeddings)",
-        deps=("clip_weights",),
+        "clip_head: the small CLIP artifact of the zero-shot head (prompt embeddings; none without a text tower)",
+        deps=("clip_weights", "backbone_settings"),
         outs=(Out("clip_head"),),
         params=("depthclip",),
     ),
@@ -198,7 +208,9 @@ def stage_closure(spec: StageSpec, script: str | None = None) -> set[str]:
     """The project files ``spec``'s stage runs (``script``: the script that runs it, default its own), with the
     plugin packages for a stage that may read any plugin."""
     files = code_closure(script or spec.script, validation=spec.validation)
-    return files | (set(PLUGIN_PACKAGES) if spec.plugins == "all" else set())
+    if spec.plugins == "all":
+        return files | set(PLUGIN_PACKAGES)
+    return files | ({BACKBONE_PACKAGE} if spec.plugins == "backbones" else set())
 
 
 def code_deps(files: set[str], first: list[str]) -> list[str]:

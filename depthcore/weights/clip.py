@@ -9,11 +9,8 @@ from pathlib import Path
 import torch
 
 from depthcore.io import UnsafeFileError, load_plain_torch
-from depthcore.models.backbones.clip import ClipBackbone, ClipError, build_clip_backbone
+from depthcore.models.backbones.clip import OPENAI_METADATA_KEYS, ClipBackbone, ClipError, build_clip_backbone
 from depthcore.weights.manifest import read_manifest, weights_file
-
-# Keys in OpenAI's TorchScript state dicts that are metadata, not parameters.
-OPENAI_METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

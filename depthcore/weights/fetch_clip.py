@@ -24,8 +24,7 @@ import torch
 
 from depthcore.download import RemoteFile, fetch
 from depthcore.io import atomic_path, sha256_of
-from depthcore.models.backbones.clip import ClipError, check_model_name, resnet_models
-from depthcore.weights.clip import OPENAI_METADATA_KEYS
+from depthcore.models.backbones.clip import OPENAI_METADATA_KEYS, ClipError, check_model_name, resnet_models
 from depthcore.weights.manifest import MANIFEST, read_manifest, write_weights_dir
 
 PRETRAINED_OPENAI = "openai"

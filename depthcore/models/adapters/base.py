@@ -25,7 +25,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ from depthcore.models.heads.depthclip import PROJECTION_KEYS, DepthCLIPHead
 INIT_DEPTH = 2.0  # metres: the starting output of heads that predict depth from scratch
 PUBLISHED_MAX_DEPTH = 10.0  # metres: the authors' data.max_depth; their models' outputs are clamped to [0, this]
 WHOLE_MODEL = ""  # the name of the one phase of an adapter trained in one go
+CLS_KEY_SUFFIX = "_cls"  # batch key of a cached layer's class token: clip_<layer>_cls (B x C)
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,32 @@ class AdapterConfig(Section):
     """Settings of one adapter (``adapters.<name>``), and what they imply: the batch fields the adapter reads
     (so that the data pipeline, and DVC, load exactly those): ``rgb``, ``depth``, ``zeroshot``, ``segments``
     and ``clip_<layer>`` for cached CLIP layers; ``needs_head`` / ``needs_shallow`` for the small CLIP
-    artifacts; its training phases and their published settings."""
+    artifacts; its training phases and their published settings. ``any_backbone``: it reads layers it is told
+    (``layers``) and nothing CLIP-specific, so it fits every backbone of the zoo."""
+
+    any_backbone: ClassVar[bool] = False
 
     @abstractmethod
     def batch_keys(self) -> tuple[str, ...]:
         """The batch fields the adapter reads."""
 
     def cached_layers(self) -> tuple[str, ...]:
-        """The cached CLIP layers the adapter reads (from its batch keys)."""
-        return tuple(key.removeprefix("clip_") for key in self.batch_keys() if key.startswith("clip_"))
+        """The cached backbone layers the adapter reads (from its batch keys; a class token key ``clip_<layer>_cls``
+        is its layer's)."""
+        layers = (
+            key.removeprefix("clip_").removesuffix(CLS_KEY_SUFFIX)
+            for key in self.batch_keys()
+            if key.startswith("clip_")
+        )
+        return tuple(dict.fromkeys(layers))
+
+    def class_token_layers(self) -> tuple[str, ...]:
+        """The cached layers whose class token (``clip_<layer>_cls``) the adapter reads."""
+        return tuple(
+            key.removeprefix("clip_").removesuffix(CLS_KEY_SUFFIX)
+            for key in self.batch_keys()
+            if key.startswith("clip_") and key.endswith(CLS_KEY_SUFFIX)
+        )
 
     def needs_head(self) -> bool:
         """Whether the adapter needs the DepthCLIP head (text embeddings) artifact."""

@@ -10,7 +10,7 @@ two-stage training are those of the coarse_refine adapter. Output B x 1 x H/4 x 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
@@ -27,6 +27,8 @@ Width = Annotated[int, Field(ge=1)]
 
 class EigenConfig(CoarseFineConfig):
     """``adapters.eigen``: the widths of the coarse net's five convs and its fully connected ``hidden`` units."""
+
+    any_backbone: ClassVar[bool] = True  # RGB alone
 
     coarse_channels: tuple[Width, Width, Width, Width, Width]
 

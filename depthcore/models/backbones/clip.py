@@ -24,6 +24,8 @@ from torch import nn
 from depthcore.errors import DepthcoreError
 from depthcore.geometry.frame import CLIP_LAYER_STRIDES, CLIP_LAYERS
 
+OPENAI_METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")  # in OpenAI's state dicts, not weights
+
 
 class ClipError(DepthcoreError, ValueError):
     """An unknown CLIP model, a missing weights file, or weights that do not fit the model."""

@@ -7,6 +7,8 @@ Per feature location (DepthCLIP, Zhang et al. 2022):
      channel (0, 2, ..., 2046) kept -> 1024-d, not renormalised;
    - ``maskclip``: the attention pool's value projection then output projection applied at every
      location (as MaskCLIP does), L2-normalised -> the 1024-d joint image-text space;
+   - ``embedded`` (ViT CLIPs): the cached ``dense`` layer, MaskCLIP's value path through the last block
+     computed by the backbone (:mod:`depthcore.models.backbones.zoo`), L2-normalised;
 2. ``depth_from_embeddings``: logits = 100 * <dense, text_k> / temperature over the K depth
    classes, softmax over k, depth = sum_k p_k * bin_k (metres).
 
@@ -37,7 +39,7 @@ from depthcore.geometry.frame import flip_average, paste_prediction
 LOGIT_SCALE = 100.0  # CLIP's fixed logit scale in DepthCLIP (the learned one is not used)
 CHANNEL_STEP = 2  # depthclip dense mode keeps channels 0, 2, 4, ...
 PROJECTION_KEYS = ("v_weight", "v_bias", "c_weight", "c_bias")
-DENSE_MODES = ("depthclip", "maskclip")
+DENSE_MODES = ("depthclip", "maskclip", "embedded")  # embedded: the input is already in the text space (ViT CLIPs)
 
 
 def cosine_logits(features: torch.Tensor, text: torch.Tensor, *, temperature: float) -> torch.Tensor:
@@ -82,7 +84,8 @@ class DepthCLIPHead(nn.Module):
         projections: dict[str, torch.Tensor] | None = None,
     ):
         """text_embeddings: K x D, L2-normalised; bins: K depths in metres; temperature > 0;
-        dense: 'depthclip' or 'maskclip'; projections: the attention pool's ``v_weight`` (C x C),
+        dense: 'depthclip', 'maskclip' or 'embedded' (the input already in the text space: a ViT CLIP's ``dense``
+        layer); projections: the attention pool's ``v_weight`` (C x C),
         ``v_bias`` (C), ``c_weight`` (D x C), ``c_bias`` (D), required for 'maskclip'."""
         super().__init__()
         if dense not in DENSE_MODES:
@@ -116,6 +119,8 @@ class DepthCLIPHead(nn.Module):
             x = layer4.float()
             if self.dense == "depthclip":
                 x = F.normalize(x, dim=1)[:, ::CHANNEL_STEP]
+            elif self.dense == "embedded":  # a ViT CLIP's cached MaskCLIP value-path embeddings
+                x = F.normalize(x, dim=1)
             else:
                 x = F.conv2d(x, self.v_weight[:, :, None, None], self.v_bias)
                 x = F.normalize(F.conv2d(x, self.c_weight[:, :, None, None], self.c_bias), dim=1)

@@ -1,0 +1,258 @@
+"""The selected backbone, end to end up to its weights: what the ``backbone`` stage records of it, what the
+``fetch_clip`` stage puts in its weights folder, and the frozen model that folder describes.
+
+``backbone: clip_rn50`` (the paper's) keeps its settings in the ``clip`` section and its weights exactly as
+before (:mod:`depthcore.weights.fetch_clip`). Every other backbone (:mod:`depthcore.models.backbones.zoo`) has
+``backbones.<name>``: ``pretrained`` (its release tag, ``none`` for seeded random weights, or a file under
+``weights/clip/``), ``init_seed`` and the ``layers`` to cache.
+
+The ``backbone`` stage writes ``backbone.json``: the selected backbone's settings alone and the content hashes
+of its module's code. The weights and feature stages depend on that file, not on the params, so editing another
+backbone's settings or code re-runs only that small stage (whose output does not change), and switching the
+backbone and back is restored by DVC's run-cache. The weights stage's folder is kept while it runs (``persist``,
+for resuming downloads), which DVC's run-cache does not restore; so every release fetched is also kept in
+``data/weights/downloads/`` (verified by SHA-256 when reused) and a switch back re-links it instead of
+downloading it again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+from depthcore.download import DownloadError, RemoteFile, fetch
+from depthcore.io import atomic_path, read_json, sha256_of, write_json_atomic
+from depthcore.models.backbones.zoo.registry import BACKBONES
+from depthcore.pipeline.deps import REPO, code_closure, module_path
+from depthcore.weights.fetch_clip import _fetch_openai, fetch_clip_weights
+from depthcore.weights.manifest import (
+    MANIFEST,
+    WeightsError,
+    read_manifest,
+    weights_file,
+    write_weights_dir,
+)
+
+PAPER_BACKBONE = "clip_rn50"  # settings: the clip section; weights and features exactly as before the zoo
+INDEX = "index.json"  # of the downloads folder: release key -> the kept file and its manifest entries
+HF_SHA_HEADER = "X-Linked-Etag"  # Hugging Face's header with the SHA-256 of a file stored with Git LFS
+
+
+def backbone_module(name: str) -> ModuleType:
+    """The zoo module of backbone ``name`` (its builder, ``RELEASES`` and conversions); ConfigError listing the
+    valid names for an unknown one."""
+    BACKBONES.get(name)
+    return importlib.import_module(f"{BACKBONES.package}.{name}")
+
+
+def selected_settings(params) -> dict[str, Any]:
+    """What ``backbone.json`` holds: the selected backbone's name and settings (for clip_rn50 the clip section's
+    model, pretrained, init_seed and cache_layers) and the content hashes of its module's code."""
+    name = params.backbone
+    if name == PAPER_BACKBONE:
+        clip = params.clip
+        settings = {"model": clip.model, "pretrained": clip.pretrained, "init_seed": clip.init_seed}
+        settings["layers"] = list(clip.cache_layers)
+    else:
+        cfg = getattr(params.backbones, name)
+        settings = {"model": name, "pretrained": cfg.pretrained, "init_seed": cfg.init_seed, "layers": list(cfg.layers)}
+    files = sorted(code_closure(module_path(f"{BACKBONES.package}.{name}")))
+    return {"backbone": name} | settings | {"code": {f: sha256_of(REPO / f) for f in files}}
+
+
+def write_selected(params, out: Path | str) -> dict[str, Any]:
+    """The backbone stage: ``backbone.json`` for the selected backbone; returns what it wrote."""
+    settings = selected_settings(params)
+    write_json_atomic(out, settings)
+    return settings
+
+
+def read_selected(path: Path | str) -> dict[str, Any]:
+    """``backbone.json`` as the backbone stage wrote it; WeightsError naming the stage when it is missing."""
+    if not Path(path).is_file():
+        raise WeightsError(f"{path} not found: run `dvc repro backbone` first")
+    return read_json(path)
+
+
+# ------------------------------------------------------------------------------------------------ weights
+def fetch_backbone_weights(
+    selected: dict[str, Any], out_dir: Path | str, *, local_dir: Path, downloads: Path, progress: bool = True
+) -> Path:
+    """The fetch_clip stage: make ``out_dir`` hold the weights ``selected`` (``backbone.json``) names and their
+    manifest (which also names the backbone); returns the manifest path. A release kept in ``downloads`` is
+    re-linked instead of downloaded again."""
+    name = selected["backbone"]
+    choice = SimpleNamespace(
+        model=selected["model"], pretrained=selected["pretrained"], init_seed=selected["init_seed"]
+    )
+    if name == PAPER_BACKBONE:
+        remote = choice.pretrained == "openai"
+        write = lambda: fetch_clip_weights(choice, out_dir, local_dir=local_dir, progress=progress)  # noqa: E731
+    else:
+        releases = {release.tag: release for release in backbone_module(name).RELEASES}
+        remote = choice.pretrained in releases
+        write = lambda: write_weights_dir(  # noqa: E731
+            choice,
+            out_dir,
+            remote_tag=choice.pretrained if remote else "",
+            fetch_remote=_release_fetcher(name, releases.get(choice.pretrained), progress),
+            local_dir=local_dir,
+            param=f"backbones.{name}.pretrained (a release: {sorted(releases)}; none; or a file)",
+        )
+    manifest_path = _with_downloads(downloads, f"{name}/{choice.model}/{choice.pretrained}", out_dir, remote, write)
+    manifest = read_json(manifest_path) | {"backbone": name}
+    write_json_atomic(manifest_path, manifest)
+    return manifest_path
+
+
+def _with_downloads(downloads: Path, key: str, out_dir: Path | str, remote: bool, write) -> Path:
+    """Run ``write()`` (which fills ``out_dir`` and returns its manifest path) for a release ``key``, first
+    re-linking the release's file from ``downloads`` when it was kept there, and keeping it there afterwards."""
+    out_dir, downloads = Path(out_dir), Path(downloads)
+    index_path = downloads / INDEX
+    index = read_json(index_path) if index_path.is_file() else {}
+    entry = index.get(key) if remote else None
+    if entry is not None:
+        kept = downloads / entry["file"]
+        if kept.is_file() and sha256_of(kept) == entry["sha256"]:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            target = out_dir / Path(entry["file"]).name
+            if not target.exists() or sha256_of(target) != entry["sha256"]:
+                _link_or_copy(kept, target)
+            write_json_atomic(out_dir / MANIFEST, entry["manifest"])
+    manifest_path = write()
+    manifest = read_json(manifest_path)
+    if remote and manifest.get("file"):
+        name = manifest["file"]
+        kept = downloads / key.replace("/", "__") / name
+        if not kept.is_file() or sha256_of(kept) != manifest["sha256"]:
+            _link_or_copy(out_dir / name, kept)
+        index[key] = {"file": str(kept.relative_to(downloads)), "sha256": manifest["sha256"], "manifest": manifest}
+        write_json_atomic(index_path, index)
+    return manifest_path
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` with the bytes of ``source``: a hard link where the filesystem allows, else a copy (atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def _release_fetcher(name: str, release, progress: bool):
+    """``fetch_remote(out_dir) -> manifest entries`` for a zoo backbone's ``release`` (None: not a release)."""
+    if release is None:
+        return None
+
+    def fetch_release(out_dir: Path) -> dict[str, Any]:
+        previous = read_json(out_dir / MANIFEST) if (out_dir / MANIFEST).is_file() else {}
+        kept = out_dir / str(previous.get("file"))
+        same = previous.get("backbone", name) == name and previous.get("pretrained") == release.tag
+        if same and previous.get("file") and kept.is_file() and sha256_of(kept) == previous.get("sha256"):
+            return {k: previous[k] for k in ("file", "sha256", "url", "source_sha256") if k in previous}
+        if release.format == "openai_jit":
+            return _fetch_openai(backbone_module(name).MODEL, out_dir, progress)
+        sha256 = release.sha256 or announced_sha256(release.url)
+        remote = RemoteFile(url=release.url, filename=release.filename, sha256=sha256)
+        path = fetch(remote, out_dir, progress=progress)
+        if release.format == "safetensors":
+            return {"file": path.name, "sha256": sha256_of(path), "url": release.url}
+        converted = out_dir / f"{name}-{release.tag}.safetensors"  # a torch checkpoint, read once without pickle
+        from safetensors.torch import save_file
+
+        state = state_dict_of(name, path)
+        with atomic_path(converted) as tmp:
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        path.unlink()
+        return {"file": converted.name, "sha256": sha256_of(converted), "url": release.url, "source_sha256": sha256}
+
+    return fetch_release
+
+
+def announced_sha256(url: str, *, timeout_s: float = 30.0) -> str | None:
+    """The SHA-256 a Hugging Face ``resolve`` URL announces for its file (``X-Linked-Etag`` of the answer to a
+    HEAD request, before any redirect), or None when the server announces none; the download is then verified
+    against it. DownloadError when the server cannot be reached."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):  # the first answer carries the header
+            return None
+
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=timeout_s) as response:
+            headers = response.headers
+    except urllib.error.HTTPError as exc:  # a 302 to the CDN lands here, headers and all
+        if exc.code >= 400:
+            raise DownloadError(f"{url}: the server answered {exc.code} {exc.reason} to a HEAD request") from None
+        headers = exc.headers
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(
+            f"cannot reach {url} ({exc}): download it elsewhere into weights/clip/ and give that path as "
+            "pretrained, or run offline with pretrained: none"
+        ) from None
+    value = (headers.get(HF_SHA_HEADER) or "").strip('"').lower()
+    return value if len(value) == 64 and all(c in "0123456789abcdef" for c in value) else None
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def manifest_backbone(manifest: dict[str, Any]) -> str:
+    """The backbone a weights manifest is for (folders written before the zoo: the paper's)."""
+    return manifest.get("backbone", PAPER_BACKBONE)
+
+
+def load_backbone(weights_dir: Path | str):
+    """The frozen backbone that the fetch_clip folder ``weights_dir`` describes, on the CPU: for clip_rn50 the
+    :class:`~depthcore.models.backbones.clip.ClipBackbone` (as before the zoo), otherwise the zoo's
+    :class:`~depthcore.models.backbones.zoo.base.FrozenBackbone`."""
+    manifest = read_manifest(weights_dir, stage="fetch_clip")
+    name = manifest_backbone(manifest)
+    if name == PAPER_BACKBONE:
+        from depthcore.weights.clip import load_clip_backbone
+
+        return load_clip_backbone(weights_dir)
+    path = weights_file(weights_dir, manifest, stage="fetch_clip")
+    module = backbone_module(name)
+    state = None if path is None else state_dict_of(name, path)
+    init_seed = manifest.get("init_seed", 0)
+    return module.build(cfg=SimpleNamespace(init_seed=init_seed, pretrained=manifest["pretrained"]), state_dict=state)
+
+
+def state_dict_of(name: str, path: Path | str) -> dict[str, Any]:
+    """The state dict that backbone ``name`` is built from, out of a weights file: ``.safetensors``, or a torch
+    file of tensors only (read with ``weights_only``: no pickled code), converted by the backbone's module
+    (e.g. SAM's image encoder out of the whole model). BackboneError naming the file otherwise."""
+    from depthcore.io import UnsafeFileError, load_plain_torch
+    from depthcore.models.backbones.zoo.base import BackboneError
+
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = load_plain_torch(path)
+    except UnsafeFileError as exc:
+        raise BackboneError(str(exc)) from None
+    except Exception as exc:  # missing, truncated or foreign files
+        raise BackboneError(f"cannot read weights file {path} ({type(exc).__name__}: {exc})") from exc
+    try:
+        return backbone_module(name).convert_state_dict(state)
+    except BackboneError as exc:
+        raise BackboneError(f"{path}: {exc}") from None
+
+
+def describe(selected: dict[str, Any]) -> str:
+    """One line naming the selected backbone and its weights (for the stages' logs)."""
+    return json.dumps({k: v for k, v in selected.items() if k != "code"})
