@@ -285,3 +285,35 @@ def test_the_vit_clip_head_and_zero_shot_read_the_cached_dense_layer(tmp_path):
     depth = Store(paths.zeroshot).read("depth", 0)
     crop = depth[56:472, 60:604]
     assert crop.min() >= 1.0 and crop.max() <= 3.0 and depth[:56].max() == 0  # within the bins, pasted in the crop
+
+
+def test_a_probe_on_dinov2_predicted_live_equals_the_evaluate_stage(dino_pipeline, tmp_path):
+    import dataclasses
+
+    from depthcore.data.splits import split_indices
+    from depthcore.evaluation.evaluate import evaluate_checkpoint
+    from depthcore.inference.live import LivePredictor, PredictError
+    from depthcore.training.run import train_model
+
+    _, base = dino_pipeline
+    paths = dataclasses.replace(
+        base,
+        **{f: tmp_path / name for f, name in (("model", "m.safetensors"), ("train_metrics", "t.json"),
+           ("train_curves", "c.csv"), ("predictions", "p.zarr"), ("eval_metrics", "e.json"),
+           ("eval_per_image", "e.csv"), ("eval_figure", "e.png"))},
+    )  # fmt: skip
+    short = {"train.preset": "custom", "train.epochs": 1, "train.batch_size": 2, "train.select": "last"}
+    params = make_params({"backbone": "dinov2_vits14", "adapter": "linear_probe", **short})
+    train_model(params, paths, resume_key=None, progress=False)
+    evaluate_checkpoint(params, paths, progress=False)
+    live = LivePredictor.from_checkpoint(
+        paths.model, clip_weights=paths.clip_weights, head=paths.clip_head, sam_weights=paths.sam_weights,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    assert set(live.keys) == {"clip_block12", "clip_block12_cls"}
+    test = split_indices(Store(paths.dataset).read("split"), "test")
+    frames = Store(paths.dataset).read("rgb", test)
+    stored = Store(paths.predictions).read("depth", test)[:, 56:472, 60:604]
+    np.testing.assert_allclose(live.predict(frames)[:, 0].numpy(), stored, atol=1e-5, rtol=0)
+    with pytest.raises(PredictError, match="'dinov2_vits14' has no text tower"):
+        LivePredictor.zeroshot(clip_weights=paths.clip_weights, head=paths.clip_head, device=torch.device("cpu"))

@@ -18,22 +18,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from depthcore.artifacts import head_identity, load_head
+from depthcore.artifacts import HEAD_LAYER, ArtifactError, head_identity, head_layer, load_head
 from depthcore.config.params import FelzenszwalbSection, SamSection
+from depthcore.data.batch import CLIP_PREFIX
 from depthcore.data.samples import sample_from_arrays
 from depthcore.errors import DepthcoreError
 from depthcore.features.clip import clip_views, features_attrs
 from depthcore.features.segments import SamSegmenter, Segmenter, felzenszwalb_segmenter, segment_none
 from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_tensor
-from depthcore.models.adapters.base import DepthAdapter, clip_key
+from depthcore.models.adapters.base import DepthAdapter
 from depthcore.models.heads.depthclip import zeroshot_depth
 from depthcore.models.predict import predict_crop, to_device
 from depthcore.training.checkpoint import build_from_checkpoint, checkpoint_config, load_checkpoint
-from depthcore.weights.clip import load_clip_backbone
+from depthcore.weights.backbone import load_backbone
 from depthcore.weights.manifest import read_manifest
 
 ZEROSHOT_MODEL = "zeroshot"  # the MODEL argument that names DepthCLIP zero-shot instead of a checkpoint
-ZEROSHOT_LAYER = "layer4"
 
 
 class PredictError(DepthcoreError, ValueError):
@@ -41,12 +41,18 @@ class PredictError(DepthcoreError, ValueError):
 
 
 def _clip_weights(weights_dir: Path, recorded: dict[str, Any], what: str) -> None:
-    """PredictError unless the ``fetch_clip`` folder holds the ``recorded`` CLIP weights."""
+    """PredictError unless the ``fetch_clip`` folder holds the ``recorded`` backbone weights."""
     local = read_manifest(weights_dir, stage="fetch_clip")
     if local != recorded:
-        raise PredictError(
-            f"{what} CLIP weights {recorded}, but {weights_dir} holds {local}: run `dvc repro fetch_clip` with "
+        backbone = recorded.get("backbone", "clip_rn50")
+        settings = (
             f"clip.model: {recorded.get('model')} and clip.pretrained: {recorded.get('pretrained')}"
+            if backbone == "clip_rn50"
+            else f"backbones.{backbone}.pretrained: {recorded.get('pretrained')}"
+        )
+        raise PredictError(
+            f"{what} weights {recorded}, but {weights_dir} holds {local}: run `dvc repro fetch_clip` with "
+            f"backbone: {backbone} and {settings}"
         )
 
 
@@ -93,6 +99,7 @@ class LivePredictor:
         model: DepthAdapter | None,
         backbone=None,
         head=None,
+        head_layer: str = HEAD_LAYER,
         segmenter: Segmenter | None = None,
         device: torch.device,
     ):
@@ -102,6 +109,7 @@ class LivePredictor:
         self.layers = () if model is None else model.cfg.cached_layers()
         self.backbone = None if backbone is None else backbone.to(device)
         self.head, self.segmenter = head, segmenter
+        self.head_layer = head_layer
 
     @classmethod
     def from_checkpoint(
@@ -120,6 +128,7 @@ class LivePredictor:
         cfg = checkpoint_config(meta)
         keys, layers = cfg.batch_keys(), cfg.cached_layers()
         backbone = zs_head = segmenter = attrs = None
+        zs_layer = HEAD_LAYER
         if layers:
             _clip_weights(clip_weights, meta["features"]["weights"], "the model was trained on features of")
         if "zeroshot" in keys:
@@ -133,12 +142,13 @@ class LivePredictor:
                 )
             _clip_weights(clip_weights, recorded["weights"], "the model's zero-shot depth came from")
             zs_head = load_head(head)
+            zs_layer = head_layer(head)
         if "segments" in keys:
             segmenter = segmenter_from_settings(
                 meta["inputs"]["segments"], weights_dir=sam_weights, device=device, points_per_batch=points_per_batch
             )
         if layers or zs_head is not None:
-            backbone = load_clip_backbone(clip_weights)
+            backbone = load_backbone(clip_weights)
         if layers:  # the crop, normalisation and layer shapes of live features: refused if the model's differ
             attrs = features_attrs(backbone, meta["features"]["weights"], layers)
         return cls(
@@ -146,6 +156,7 @@ class LivePredictor:
             model=build_from_checkpoint(meta, state, features_attrs=attrs),
             backbone=backbone,
             head=zs_head,
+            head_layer=zs_layer,
             segmenter=segmenter,
             device=device,
         )
@@ -154,11 +165,16 @@ class LivePredictor:
     def zeroshot(cls, *, clip_weights: Path, head: Path, device: torch.device) -> LivePredictor:
         """DepthCLIP zero-shot with the configured CLIP (the ``fetch_clip`` folder) and its ``clip_head`` artifact."""
         _clip_weights(clip_weights, head_identity(head)["weights"], f"the head {head} was encoded by")
+        try:
+            zs_head = load_head(head)
+        except ArtifactError as exc:  # a backbone without a text tower
+            raise PredictError(str(exc)) from None
         return cls(
             name="DepthCLIP zero-shot",
             model=None,
-            backbone=load_clip_backbone(clip_weights),
-            head=load_head(head),
+            backbone=load_backbone(clip_weights),
+            head=zs_head,
+            head_layer=head_layer(head),
             device=device,
         )
 
@@ -166,17 +182,17 @@ class LivePredictor:
     def predict(self, frames: np.ndarray) -> torch.Tensor:
         """B x 480 x 640 x 3 uint8 frames -> B x 1 x 416 x 544 float32 metres at the DepthCLIP crop (CPU): the
         flip-averaged prediction, as the evaluate (or zeroshot) stage makes it."""
-        need = self.layers + ((ZEROSHOT_LAYER,) if self.head is not None else ())
+        need = self.layers + ((self.head_layer,) if self.head is not None else ())
         views = clip_views(self.backbone, frames, tuple(dict.fromkeys(need))) if need else {}
         zeroshot = None
         if self.head is not None:
-            zeroshot = zeroshot_depth(self.head, torch.from_numpy(views[ZEROSHOT_LAYER]))  # B x 1 x 480 x 640
+            zeroshot = zeroshot_depth(self.head, torch.from_numpy(views[self.head_layer]))  # B x 1 x 480 x 640
         if self.model is None:
             return crop_tensor(zeroshot, DEPTHCLIP_CROP)
         samples = []
         for b, frame in enumerate(frames):
             arrays: dict[str, np.ndarray] = {"rgb": frame}
-            arrays |= {clip_key(layer): views[layer][b] for layer in self.layers}
+            arrays |= {key: views[key.removeprefix(CLIP_PREFIX)][b] for key in self.keys if key.startswith(CLIP_PREFIX)}
             if zeroshot is not None:
                 arrays["zeroshot"] = zeroshot[b, 0].numpy()
             if self.segmenter is not None:
