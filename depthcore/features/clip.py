@@ -65,9 +65,6 @@ def preprocess(rgb: torch.Tensor | np.ndarray) -> torch.Tensor:
 
     Order: crop (DEPTHCLIP_CROP), scale to [0, 1], subtract the ImageNet mean, divide by its std.
     """
-    rgb = torch.as_tensor(rgb)
-    if rgb.ndim != 4 or rgb.shape[-1] != 3 or tuple(rgb.shape[1:3]) != (NYU_HEIGHT, NYU_WIDTH):
-        raise ValueError(f"expected B x {NYU_HEIGHT} x {NYU_WIDTH} x 3 RGB images, got {tuple(rgb.shape)}")
     return normalise_imagenet(crop_rgb(rgb))
 
 

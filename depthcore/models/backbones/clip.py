@@ -15,6 +15,7 @@ follow the image's content at every scale; offline learning tests can then tell 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -85,7 +86,6 @@ class ClipBackbone(nn.Module):
             raise ClipError(f"{model_name}: the image tower is not a ModifiedResNet (stem, layer1..layer4)")
         self.layer_specs = layer_specs_of(clip_model.visual)  # per layer name: LayerSpec(channels, stride)
         self.embed_dim = int(clip_model.visual.output_dim)
-        self._tokenizer = None  # open_clip's tokenizer for model_name, loaded on first use
         self.clip.requires_grad_(False)
         self.clip.eval()
 
@@ -129,14 +129,7 @@ class ClipBackbone(nn.Module):
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
         """prompts: K strings -> K x D text embeddings, L2-normalised (D = ``embed_dim``)."""
-        import open_clip
-
-        if not prompts:
-            raise ValueError("encode_text needs at least one prompt")
-        if self._tokenizer is None:
-            self._tokenizer = open_clip.get_tokenizer(self.model_name)
-        tokens = self._tokenizer(list(prompts)).to(self.clip.token_embedding.weight.device)
-        return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+        return encode_prompts(self.clip, self.model_name, prompts)
 
     def attnpool_projections(self) -> dict[str, torch.Tensor]:
         """The attention pool's value and output projections (for MaskCLIP-style dense embeddings).
@@ -151,6 +144,24 @@ class ClipBackbone(nn.Module):
             "c_weight": pool.c_proj.weight.detach().float().clone(),
             "c_bias": pool.c_proj.bias.detach().float().clone(),
         }
+
+
+@functools.cache
+def clip_tokenizer(model_name: str):
+    """open_clip's tokenizer of ``model_name``, loaded once per process."""
+    import open_clip
+
+    return open_clip.get_tokenizer(model_name)
+
+
+@torch.no_grad()
+def encode_prompts(clip_model: nn.Module, model_name: str, prompts: list[str]) -> torch.Tensor:
+    """prompts: K strings -> K x D text embeddings of the open_clip model ``clip_model`` (its text tower, on its
+    device), L2-normalised: what every CLIP backbone's ``encode_text`` returns."""
+    if not prompts:
+        raise ValueError("encode_text needs at least one prompt")
+    tokens = clip_tokenizer(model_name)(list(prompts)).to(clip_model.token_embedding.weight.device)
+    return F.normalize(clip_model.encode_text(tokens).float(), dim=-1)
 
 
 def build_clip_backbone(

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthcore.models.backbones.clip import OPENAI_METADATA_KEYS
+from depthcore.models.backbones.clip import OPENAI_METADATA_KEYS, encode_prompts
 from depthcore.models.backbones.zoo._vit import (
     BLOCK_PREFIX,
     block_index,
@@ -99,7 +99,6 @@ class ClipViTBackbone(FrozenBackbone):
             name: LayerSpec(width, self.patch, grid) for name in block_layers(len(visual.transformer.resblocks))
         }
         self.layer_specs[DENSE] = LayerSpec(self.embed_dim, self.patch, grid)
-        self._tokenizer = None  # open_clip's tokenizer for model_name, loaded on first use
         self.freeze()
 
     @property
@@ -148,14 +147,7 @@ class ClipViTBackbone(FrozenBackbone):
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
         """prompts: K strings -> K x 512 text embeddings, L2-normalised."""
-        import open_clip
-
-        if not prompts:
-            raise ValueError("encode_text needs at least one prompt")
-        if self._tokenizer is None:
-            self._tokenizer = open_clip.get_tokenizer(self.model_name)
-        tokens = self._tokenizer(list(prompts)).to(self.clip.token_embedding.weight.device)
-        return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+        return encode_prompts(self.clip, self.model_name, prompts)
 
 
 def maskclip_dense(block: nn.Module, visual: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
