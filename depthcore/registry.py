@@ -1,10 +1,13 @@
-"""Plugins by name: every adapter and every loss is a module of its package, registered under the module's name.
+"""Plugins by name: every adapter, loss and backbone is registered by a module of its package.
 
-A plugin package (``depthcore.models.adapters``, ``depthcore.losses``) holds its shared modules (``base``,
-``registry``, helpers whose names start with ``_``) and one module per plugin, ``<name>.py``, which registers
-``name -> (settings class, builder)`` with :meth:`Registry.register`. A plugin is imported only when it is asked
-for by name, so running one never imports (and, in DVC, never depends on) the others; listing them all (for
-validation, for the list of valid names) imports each. Adding a plugin is one new file.
+A plugin package (``depthcore.models.adapters``, ``depthcore.losses``, ``depthcore.models.backbones.zoo``) holds
+its shared modules (``base``, ``registry``, helpers whose names start with ``_``) and plugin modules. A plugin
+module ``<name>.py`` registers ``name -> (settings class, builder)`` with :meth:`Registry.register`, or, for a
+family of variants (timm's style: a variant is a few lines), the names ``<name>_<variant>`` (``dinov2.py``
+registers ``dinov2_vits14`` and ``dinov2_vitb14``). A plugin is imported only when it is asked for by name (its
+module is the longest plugin module name it starts with), so running one never imports (and, in DVC, never
+depends on) the other modules; listing them all (for validation, for the list of valid names) imports each.
+Adding a plugin is one new file, or a few lines in its family's file.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ SHARED_MODULES = ("base", "registry")
 
 @dataclass(frozen=True)
 class Plugin:
-    """A registered plugin: its settings class and ``build(cfg=..., **context) -> the plugin object``."""
+    """A registered plugin: its settings class, ``build(cfg=..., **context) -> the plugin object``, the module
+    that registered it and what the package knows of it besides (``spec``: e.g. a backbone's facts and releases)."""
 
     name: str
     config: type
     build: Callable[..., Any]
+    module: str
+    spec: Any = None
 
 
 class Registry:
@@ -40,22 +46,26 @@ class Registry:
         self.param = param
         self._plugins: dict[str, Plugin] = {}
 
-    def register(self, name: str, *, config: type) -> Callable[[Callable], Callable]:
-        """Decorator of a plugin's builder, used in the plugin's own module ``<name>.py``."""
+    def register(self, name: str, *, config: type, spec: Any = None) -> Callable[[Callable], Callable]:
+        """Decorator of a plugin's builder, used in the plugin's own module ``<name>.py`` (or its family's module
+        ``<family>.py`` for ``name`` = ``<family>_<variant>``)."""
 
         def decorate(build: Callable) -> Callable:
             module = build.__module__.rpartition(".")[2]
-            if name != module:
-                raise RuntimeError(f"{self.kind} {name!r} must be registered by its own module {name}.py, not {module}")
+            if name != module and not name.startswith(f"{module}_"):
+                raise RuntimeError(
+                    f"{self.kind} {name!r} must be registered by its own module {name}.py or its family's "
+                    f"(<family>.py for <family>_<variant>), not {module}.py"
+                )
             if name in self._plugins:
                 raise RuntimeError(f"{self.kind} {name!r} is registered twice")
-            self._plugins[name] = Plugin(name=name, config=config, build=build)
+            self._plugins[name] = Plugin(name=name, config=config, build=build, module=build.__module__, spec=spec)
             return build
 
         return decorate
 
-    def names(self) -> list[str]:
-        """Every plugin name (module names of the package, shared and ``_`` helper modules excluded), sorted."""
+    def modules(self) -> list[str]:
+        """The plugin modules of the package (shared and ``_`` helper modules excluded), sorted, unimported."""
         package = importlib.import_module(self.package)
         return sorted(
             info.name
@@ -63,14 +73,22 @@ class Registry:
             if info.name not in SHARED_MODULES and not info.name.startswith("_")
         )
 
+    def names(self) -> list[str]:
+        """Every plugin name, sorted (imports every plugin module)."""
+        for module in self.modules():
+            importlib.import_module(f"{self.package}.{module}")
+        return sorted(self._plugins)
+
     def get(self, name: str) -> Plugin:
-        """The plugin ``name``, importing its module; ConfigError listing the valid names if there is none."""
+        """The plugin ``name``, importing its module alone; ConfigError listing the valid names if there is none."""
         if name not in self._plugins:
-            if name not in self.names():
+            owners = [m for m in self.modules() if name == m or name.startswith(f"{m}_")]
+            if owners:
+                importlib.import_module(f"{self.package}.{max(owners, key=len)}")
+            if name not in self._plugins:
                 raise ConfigError(
                     f"params '{self.param}': unknown {self.kind} {name!r}; valid {self.plural} are {self.names()}"
                 )
-            importlib.import_module(f"{self.package}.{name}")
         return self._plugins[name]
 
     def all(self) -> dict[str, Plugin]:

@@ -47,7 +47,7 @@ def test_backbone_json_holds_the_selected_backbone_alone():
 
     dino = selected_settings(make_params({"backbone": "dinov2_vits14", "adapter": "dpt_probe"}))
     assert dino["backbone"] == "dinov2_vits14" and dino["layers"] == ["block3", "block6", "block9", "block12"]
-    assert "depthcore/models/backbones/zoo/dinov2_vits14.py" in dino["code"]
+    assert "depthcore/models/backbones/zoo/dinov2.py" in dino["code"]
     assert "depthcore/models/backbones/zoo/sam_vitb.py" not in dino["code"]  # its code re-runs nothing of DINOv2's
     assert all(len(digest) == 64 for digest in dino["code"].values())
 
@@ -130,9 +130,11 @@ def release_server(monkeypatch):
     """A local server of a DINOv2 ViT-S/14 release (random weights), set as the backbone's official release."""
     from safetensors.torch import save
 
-    from depthcore.models.backbones.zoo import dinov2_vits14
+    import dataclasses
 
-    model = dinov2_vits14.build(cfg=make_params().backbones.dinov2_vits14, state_dict=None)
+    from depthcore.models.backbones.zoo.registry import BACKBONES, build_backbone
+
+    model = build_backbone("dinov2_vits14", cfg=make_params().backbones.dinov2_vits14)
     state = {k.removeprefix("vit."): v.contiguous() for k, v in model.state_dict().items()}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Release)
     server.payload = save(state)
@@ -140,8 +142,10 @@ def release_server(monkeypatch):
     server.requests = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/model.safetensors"
-    release = dinov2_vits14.RELEASES[0]
-    monkeypatch.setattr(dinov2_vits14, "RELEASES", (type(release)(**{**release.__dict__, "url": url}),))
+    plugin = BACKBONES.get("dinov2_vits14")
+    release = dataclasses.replace(plugin.spec.releases[0], url=url)
+    spec = dataclasses.replace(plugin.spec, releases=(release,))
+    monkeypatch.setitem(BACKBONES._plugins, "dinov2_vits14", dataclasses.replace(plugin, spec=spec))
     yield server
     server.shutdown()
 
@@ -186,7 +190,7 @@ def test_a_file_that_is_not_the_announced_one_is_refused_and_not_kept(release_se
 
 
 def test_the_announced_hash_is_read_before_any_redirect(release_server):
-    url = backbone_weights.backbone_module("dinov2_vits14").RELEASES[0].url
+    url = backbone_weights.backbone_spec("dinov2_vits14").releases[0].url
     assert backbone_weights.announced_sha256(url) == release_server.announced
 
 

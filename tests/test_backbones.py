@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from depthcore.errors import ConfigError, DepthcoreError
 from depthcore.geometry.frame import CLIP_LAYERS, IMAGENET_MEAN, IMAGENET_STD, NYU_HEIGHT, NYU_WIDTH, crop_tensor
 from depthcore.models.backbones.clip import build_clip_backbone
-from depthcore.models.backbones.zoo import _vit, clip_rn50, clip_vitb16, dinov2_vitb14, dinov2_vits14, sam_vitb
+from depthcore.models.backbones.zoo import _vit, sam_vitb
 from depthcore.models.backbones.zoo.base import (
     CLS_SUFFIX,
     CROP_SIZE,
@@ -28,16 +28,9 @@ from depthcore.models.backbones.zoo.base import (
     FrozenBackbone,
     find_release,
 )
-from depthcore.models.backbones.zoo.registry import BACKBONES, backbone_facts, build_backbone
+from depthcore.models.backbones.zoo.registry import BACKBONES, backbone_facts, backbone_spec, build_backbone
 
 NAMES = ("clip_rn50", "clip_vitb16", "dinov2_vitb14", "dinov2_vits14", "sam_vitb")
-MODULES = {
-    "clip_rn50": clip_rn50,
-    "clip_vitb16": clip_vitb16,
-    "dinov2_vitb14": dinov2_vitb14,
-    "dinov2_vits14": dinov2_vits14,
-    "sam_vitb": sam_vitb,
-}
 RN50 = "RN50-quickgelu"
 # Tiny network inputs (H, W) and the grid each gives (SAM 96 x 64: 6 x 4 tokens, of which the 4 rows covering the
 # crop resized to width 64, int(416 * 64 / 544 + 0.5) = 49 pixels, are kept).
@@ -347,17 +340,18 @@ def test_releases():
 
     from depthcore.weights.fetch_sam import SAM_CHECKPOINTS
 
-    for module in MODULES.values():
-        assert module.RELEASES and all(
-            r.format in WEIGHTS_FORMATS and r.licence and r.citation for r in module.RELEASES
-        )
-    for module, model in ((clip_vitb16, "ViT-B-16-quickgelu"), (clip_rn50, "RN50-quickgelu")):
-        release = find_release(module.RELEASES, "openai", backbone=module.NAME)
+    for name in NAMES:
+        releases = backbone_spec(name).releases
+        assert releases and all(r.format in WEIGHTS_FORMATS and r.licence and r.citation for r in releases)
+    for name, model in (("clip_vitb16", "ViT-B-16-quickgelu"), ("clip_rn50", "RN50-quickgelu")):
+        release = find_release(backbone_spec(name).releases, "openai", backbone=name)
         assert release.url == open_clip.get_pretrained_url(model, "openai") and release.format == "openai_jit"
         assert release.sha256 == release.url.split("/")[-2] and len(release.sha256) == 64
-    for module in (dinov2_vits14, dinov2_vitb14):
-        release = find_release(module.RELEASES, "official", backbone=module.NAME)
-        assert release.url == f"https://huggingface.co/timm/{module.MODEL}/resolve/main/model.safetensors"
+    for name, model in (("dinov2_vits14", "vit_small"), ("dinov2_vitb14", "vit_base")):
+        spec = backbone_spec(name)
+        release = find_release(spec.releases, "official", backbone=name)
+        assert spec.model == f"{model}_patch14_dinov2.lvd142m"
+        assert release.url == f"https://huggingface.co/timm/{spec.model}/resolve/main/model.safetensors"
         assert release.sha256 is None and release.format == "safetensors" and release.licence == "Apache-2.0"
     release = find_release(sam_vitb.RELEASES, "official", backbone="sam_vitb")
     assert (release.url, release.sha256) == (SAM_CHECKPOINTS["vit_b"].url, SAM_CHECKPOINTS["vit_b"].sha256)

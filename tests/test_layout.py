@@ -1,6 +1,7 @@
 """The layout shows the architecture: registries are the extension points (no module outside a loss names it,
 none outside an adapter names its training phases), and dependencies run one way (stages -> depthcore; the
-models, losses, geometry and metrics know nothing of files, stores, params or DVC)."""
+models, losses, geometry and metrics know nothing of files, stores, params or DVC; nothing the models, losses or
+weights run, directly or through other modules, is of the params layer or the pipeline layer)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,13 @@ from conftest import REPO, make_params
 
 from depthcore.losses.registry import LOSSES
 from depthcore.models.adapters.registry import ADAPTERS
-from depthcore.pipeline.deps import code_closure, imported_files
+from depthcore.closure import code_closure, imported_files
 
 PACKAGE = REPO / "depthcore"
 PURE = ("models", "losses", "geometry", "evaluation/metrics.py")  # no files, stores, params or DVC
-IMPURE = (
-    "depthcore/io.py",
-    "depthcore/config/params.py",
-    "depthcore/config/paths.py",
-    "depthcore/pipeline/",
-    "depthcore/data/store.py",
-    "depthcore/weights/",
-)
+UPPER_LAYERS = ("depthcore/config/", "depthcore/pipeline/")  # the params and pipeline layers
+IMPURE = ("depthcore/io.py", "depthcore/data/store.py", "depthcore/weights/", *UPPER_LAYERS)
+BELOW_CONFIG = ("models", "losses", "weights")  # the ground floor (registry, section, closure, io) and these
 
 
 def modules(under: Path = PACKAGE) -> list[Path]:
@@ -71,6 +67,14 @@ def test_models_losses_geometry_and_metrics_know_nothing_of_files_or_dvc(part):
         assert not bad, f"{path.relative_to(REPO)} imports {bad}"
         text = path.read_text()
         assert "import dvc" not in text and "from dvc" not in text and "import zarr" not in text, path
+
+
+@pytest.mark.parametrize("part", BELOW_CONFIG)
+def test_models_losses_and_weights_run_nothing_of_the_params_or_pipeline_layers(part):
+    for path in modules(PACKAGE / part):
+        runs = code_closure(path.relative_to(REPO))
+        bad = sorted(f for f in runs if f.startswith(UPPER_LAYERS))
+        assert not bad, f"{path.relative_to(REPO)} runs {bad}"
 
 
 def test_dependencies_run_one_way():

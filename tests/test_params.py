@@ -10,7 +10,7 @@ from conftest import REPO, default_raw, make_params
 from pydantic import BaseModel
 
 from depthcore.config.params import ConfigError, Params, load_params, validate_params, with_overrides
-from depthcore.config.section import Section
+from depthcore.section import Section
 
 
 def refuse(overrides: dict, message: str, *, offline: bool = True) -> None:

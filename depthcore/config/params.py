@@ -21,13 +21,13 @@ import yaml
 from pydantic import Field, ValidationError, create_model, model_validator
 
 from depthcore.config.overrides import with_overrides
-from depthcore.config.section import Section
 from depthcore.data.splits import n_test_scenes
 from depthcore.errors import ConfigError
 from depthcore.geometry.frame import CLIP_LAYERS
 from depthcore.losses.registry import LOSSES
 from depthcore.models.adapters.registry import ADAPTERS
 from depthcore.models.backbones.zoo.registry import BACKBONES, backbone_facts
+from depthcore.section import Section
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]

@@ -23,8 +23,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from depthcore.config.section import Section
 from depthcore.geometry.frame import check_image
+from depthcore.section import Section
 
 # Guards the per-image mean of the depth map in the smoothness normalisation (metres).
 MEAN_DEPTH_EPS = 1e-7

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from depthcore.closure import REPO
 from depthcore.config.overrides import dotted_values
 from depthcore.config.params import Params
 from depthcore.config.paths import (
@@ -40,7 +41,7 @@ from depthcore.config.paths import (
     run_metrics_path,
 )
 from depthcore.paper.rows import LOWER_BOUND, PaperError, Row, row_params, select_rows
-from depthcore.pipeline.deps import BACKBONE_PACKAGE, PLUGIN_PACKAGES, REPO, code_closure
+from depthcore.pipeline.deps import BACKBONE_PACKAGE, PLUGIN_PACKAGES, code_closure
 from depthcore.pipeline.spec import SPECS, code_deps, dump_stages, outputs
 from depthcore.training.inputs import needed_inputs, plugin_files, run_keys
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
+from depthcore.closure import REPO, STAGE_HELPER
 from depthcore.config.paths import MAIN_DVC_FILE, PARAMS_FILE, Paths
-from depthcore.pipeline.deps import BACKBONE_PACKAGE, PLUGIN_PACKAGES, REPO, STAGE_HELPER, code_closure
+from depthcore.pipeline.deps import BACKBONE_PACKAGE, PLUGIN_PACKAGES, code_closure
 
 OUT_KINDS = ("out", "uncached", "metric", "plot")
 

@@ -19,7 +19,7 @@ import torch
 
 from depthcore.data.batch import store_of
 from depthcore.data.store import Store
-from depthcore.errors import DepthcoreError
+from depthcore.errors import ConfigError, DepthcoreError
 from depthcore.io import read_safetensors, write_safetensors_atomic
 from depthcore.models.adapters.base import AdapterConfig, AdapterContext, DepthAdapter
 from depthcore.models.adapters.registry import ADAPTERS, build_adapter
@@ -81,9 +81,11 @@ def input_identity(stores: Mapping[str, Path | str], keys: tuple[str, ...]) -> d
 def checkpoint_config(meta: Mapping[str, Any]) -> AdapterConfig:
     """The settings of the adapter a checkpoint holds (which say what it reads)."""
     name = meta["adapter"]
-    if name not in ADAPTERS.names():
-        raise CheckpointError(f"the checkpoint holds adapter {name!r}, which this version does not have")
-    return ADAPTERS.get(name).config.model_validate(meta["adapter_config"])
+    try:
+        plugin = ADAPTERS.get(name)
+    except ConfigError:
+        raise CheckpointError(f"the checkpoint holds adapter {name!r}, which this version does not have") from None
+    return plugin.config.model_validate(meta["adapter_config"])
 
 
 def build_from_checkpoint(

@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from depthcore.closure import REPO, code_closure, module_path
 from depthcore.config.overrides import dotted_values
 from depthcore.config.paths import Paths
 from depthcore.data.batch import store_of, store_paths
 from depthcore.io import sha256_of
 from depthcore.losses.registry import LOSSES
 from depthcore.models.adapters.registry import ADAPTERS
-from depthcore.pipeline.deps import REPO, code_closure, module_path
 from depthcore.training.settings import loss_batch_keys, phase_settings
 
 # train.* keys every run reads; the optimiser keys below only under ``preset: custom`` (a published preset sets
@@ -62,7 +62,7 @@ def plugin_files(params, *, loss: bool = True) -> list[str]:
     plugins = [(ADAPTERS, params.adapter)] + ([(LOSSES, params.loss)] if loss else [])
     files: set[str] = set()
     for registry, name in plugins:
-        files |= code_closure(module_path(f"{registry.package}.{name}"))
+        files |= code_closure(module_path(registry.get(name).module))
     return sorted(files)
 
 

@@ -17,20 +17,19 @@ downloading it again.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
+from depthcore.closure import code_hashes
 from depthcore.download import DownloadError, RemoteFile, fetch
 from depthcore.io import atomic_path, read_json, sha256_of, write_json_atomic
-from depthcore.models.backbones.zoo.registry import BACKBONES
-from depthcore.pipeline.deps import REPO, code_closure, module_path
+from depthcore.models.backbones.zoo.registry import BACKBONES, backbone_spec
 from depthcore.weights.fetch_clip import _fetch_openai, fetch_clip_weights
 from depthcore.weights.manifest import (
     MANIFEST,
@@ -45,13 +44,6 @@ INDEX = "index.json"  # of the downloads folder: release key -> the kept file an
 HF_SHA_HEADER = "X-Linked-Etag"  # Hugging Face's header with the SHA-256 of a file stored with Git LFS
 
 
-def backbone_module(name: str) -> ModuleType:
-    """The zoo module of backbone ``name`` (its builder, ``RELEASES`` and conversions); ConfigError listing the
-    valid names for an unknown one."""
-    BACKBONES.get(name)
-    return importlib.import_module(f"{BACKBONES.package}.{name}")
-
-
 def selected_settings(params) -> dict[str, Any]:
     """What ``backbone.json`` holds: the selected backbone's name and settings (for clip_rn50 the clip section's
     model, pretrained, init_seed and cache_layers) and the content hashes of its module's code."""
@@ -63,8 +55,7 @@ def selected_settings(params) -> dict[str, Any]:
     else:
         cfg = getattr(params.backbones, name)
         settings = {"model": name, "pretrained": cfg.pretrained, "init_seed": cfg.init_seed, "layers": list(cfg.layers)}
-    files = sorted(code_closure(module_path(f"{BACKBONES.package}.{name}")))
-    return {"backbone": name} | settings | {"code": {f: sha256_of(REPO / f) for f in files}}
+    return {"backbone": name} | settings | {"code": code_hashes(BACKBONES.get(name).module)}
 
 
 def write_selected(params, out: Path | str) -> dict[str, Any]:
@@ -96,7 +87,7 @@ def fetch_backbone_weights(
         remote = choice.pretrained == "openai"
         write = lambda: fetch_clip_weights(choice, out_dir, local_dir=local_dir, progress=progress)  # noqa: E731
     else:
-        releases = {release.tag: release for release in backbone_module(name).RELEASES}
+        releases = {release.tag: release for release in backbone_spec(name).releases}
         remote = choice.pretrained in releases
         write = lambda: write_weights_dir(  # noqa: E731
             choice,
@@ -161,7 +152,7 @@ def _release_fetcher(name: str, release, progress: bool):
         if same and previous.get("file") and kept.is_file() and sha256_of(kept) == previous.get("sha256"):
             return {k: previous[k] for k in ("file", "sha256", "url", "source_sha256") if k in previous}
         if release.format == "openai_jit":
-            return _fetch_openai(backbone_module(name).MODEL, out_dir, progress)
+            return _fetch_openai(backbone_spec(name).model, out_dir, progress)
         sha256 = release.sha256 or announced_sha256(release.url)
         remote = RemoteFile(url=release.url, filename=release.filename, sha256=sha256)
         path = fetch(remote, out_dir, progress=progress)
@@ -222,10 +213,9 @@ def load_backbone(weights_dir: Path | str):
 
         return load_clip_backbone(weights_dir)
     path = weights_file(weights_dir, manifest, stage="fetch_clip")
-    module = backbone_module(name)
     state = None if path is None else state_dict_of(name, path)
-    init_seed = manifest.get("init_seed", 0)
-    return module.build(cfg=SimpleNamespace(init_seed=init_seed, pretrained=manifest["pretrained"]), state_dict=state)
+    cfg = SimpleNamespace(init_seed=manifest.get("init_seed", 0), pretrained=manifest["pretrained"])
+    return BACKBONES.get(name).build(cfg=cfg, state_dict=state)
 
 
 def state_dict_of(name: str, path: Path | str) -> dict[str, Any]:
@@ -248,7 +238,7 @@ def state_dict_of(name: str, path: Path | str) -> dict[str, Any]:
     except Exception as exc:  # missing, truncated or foreign files
         raise BackboneError(f"cannot read weights file {path} ({type(exc).__name__}: {exc})") from exc
     try:
-        return backbone_module(name).convert_state_dict(state)
+        return backbone_spec(name).convert_state_dict(state)
     except BackboneError as exc:
         raise BackboneError(f"{path}: {exc}") from None
 

@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from depthcore.config.section import Section
 from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape
 from depthcore.models.heads.depthclip import PROJECTION_KEYS, DepthCLIPHead
+from depthcore.section import Section
 
 INIT_DEPTH = 2.0  # metres: the starting output of heads that predict depth from scratch
 PUBLISHED_MAX_DEPTH = 10.0  # metres: the authors' data.max_depth; their models' outputs are clamped to [0, this]

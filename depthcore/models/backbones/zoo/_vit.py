@@ -1,5 +1,5 @@
 """Helpers shared by the ViT backbones: block layer names, token maps, position-embedding resizing, and the timm
-ViT backbone (DINOv2) that ``dinov2_vits14`` and ``dinov2_vitb14`` configure.
+ViT backbone with a class token that the DINOv2 variants (``dinov2.py``) configure.
 
 Block layers are 1-indexed: ``block<k>`` is the token sequence after the k-th residual block (before any final
 norm), its patch tokens returned as a B x C x h x w map (row-major over the patch grid).
@@ -17,7 +17,6 @@ from depthcore.geometry.frame import IMAGENET_MEAN, IMAGENET_STD
 from depthcore.models.backbones.zoo.base import (
     CLS_SUFFIX,
     CROP_SIZE,
-    BackboneFacts,
     BackboneSettings,
     FrozenBackbone,
     LayerSpec,
@@ -58,10 +57,7 @@ def resized_to_patches(size: tuple[int, int], patch: int) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------ timm ViTs (DINOv2)
-DINOV2_LAYER_SCALE = 0.25  # LayerScale gamma under the informative random init (timm's own init: 1e-5)
-DINOV2_DEPTH = 12
-DINOV2_LAYERS = block_layers(DINOV2_DEPTH)
-DINOV2_FACTS = BackboneFacts(layers=DINOV2_LAYERS, class_token=True, text=False, zeroshot_layer=None)
+INFORMATIVE_LAYER_SCALE = 0.25  # LayerScale gamma under the informative random init (timm's own init: 1e-5)
 
 
 def hf_timm_release(model: str, *, citation: str) -> WeightsRelease:
@@ -76,11 +72,6 @@ def hf_timm_release(model: str, *, citation: str) -> WeightsRelease:
         licence="Apache-2.0",
         citation=citation,
     )
-
-
-DINOV2_CITATION = (
-    "Oquab et al., DINOv2: Learning Robust Visual Features without Supervision, TMLR 2024 (arXiv:2304.07193)"
-)
 
 
 class TimmViTBackbone(FrozenBackbone):
@@ -157,7 +148,7 @@ def build_timm_vit(
 def informative_timm_init(vit: nn.Module) -> None:
     """timm's ViT init with LayerScale at 1e-5 makes every block the identity (block1 == block12). Here every
     Linear weight is drawn N(0, 1 / fan_in) (variance preserving), its bias zero, and every LayerScale gamma is
-    DINOV2_LAYER_SCALE: features change gradually through the blocks (cosine ~0.98 between neighbours, ~0.77
+    INFORMATIVE_LAYER_SCALE: features change gradually through the blocks (cosine ~0.98 between neighbours, ~0.77
     between block1 and block12, std 0.9 -> 1.2), like open_clip's and SAM's own random ViTs. Call seeded."""
     for module in vit.modules():
         if isinstance(module, nn.Linear):
@@ -166,7 +157,7 @@ def informative_timm_init(vit: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
     for param_name, param in vit.named_parameters():
         if param_name.endswith(".gamma"):
-            nn.init.constant_(param, DINOV2_LAYER_SCALE)
+            nn.init.constant_(param, INFORMATIVE_LAYER_SCALE)
 
 
 def timm_state_dict(state) -> dict[str, torch.Tensor]:

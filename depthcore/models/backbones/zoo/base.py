@@ -16,7 +16,8 @@ patch size of a ViT) and the grid (h, w) it has on the canonical crop. Backbones
 Weights: ``state_dict`` None builds seeded random weights (``init_seed``; the global RNG is left as it was) made
 informative (features follow the image at every exposed layer, O(1) in size); otherwise the state dict is loaded
 strictly, and one that does not fit raises :class:`BackboneError` naming the missing, unexpected and mis-shaped
-keys. Where the official weights come from is each backbone module's ``RELEASES``; the fetch stage downloads them.
+keys. Where the official weights come from is each backbone's ``releases`` (:class:`BackboneSpec`); the fetch stage
+downloads them.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from depthcore.config.section import Section
 from depthcore.errors import DepthcoreError
 from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape
 from depthcore.models.backbones.clip import LayerSpec as ClipLayerSpec
+from depthcore.section import Section
 
 CROP_SIZE = crop_shape(DEPTHCLIP_CROP)  # (416, 544): the crop every backbone's preprocess takes
 PRETRAINED_NONE = "none"  # the ``pretrained`` value of seeded random weights (the offline mode)
@@ -83,7 +84,7 @@ def check_layer_names(layers: tuple[str, ...], valid: tuple[str, ...], *, backbo
 class BackboneFacts:
     """What a backbone exposes, known without building it (params validation): its layer names in network order,
     whether block layers come with a class token, whether it has a CLIP text tower, and the layer the DepthCLIP head
-    reads (None without text). Each backbone module's ``FACTS``; the built backbone's attributes agree."""
+    reads (None without text). Part of each backbone's :class:`BackboneSpec`; the built backbone's attributes agree."""
 
     layers: tuple[str, ...]
     class_token: bool
@@ -112,6 +113,18 @@ class WeightsRelease:
 
 
 WEIGHTS_FORMATS = ("openai_jit", "safetensors", "torch")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the zoo knows of a registered backbone without building it, registered with its builder: ``model``
+    (the library's model name: open_clip's, timm's or SAM's registry key), its ``facts``, its official weights
+    ``releases`` and ``convert_state_dict`` (a loaded weights file -> the state dict its builder takes)."""
+
+    model: str
+    facts: BackboneFacts
+    releases: tuple[WeightsRelease, ...]
+    convert_state_dict: Callable[[object], dict[str, torch.Tensor]]
 
 
 def find_release(releases: tuple[WeightsRelease, ...], tag: str, *, backbone: str) -> WeightsRelease:

@@ -12,21 +12,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from depthcore.config.section import Section
 from depthcore.geometry.frame import CLIP_LAYERS, IMAGENET_MEAN, IMAGENET_STD, normalise_imagenet
 from depthcore.models.backbones.clip import OPENAI_METADATA_KEYS, ClipBackbone, ClipError, build_clip_backbone
 from depthcore.models.backbones.zoo.base import (
     CROP_SIZE,
     BackboneError,
     BackboneFacts,
+    BackboneSpec,
     FrozenBackbone,
     LayerSpec,
     WeightsRelease,
     unwrap_state_dict,
 )
 from depthcore.models.backbones.zoo.registry import register
+from depthcore.section import Section
 
 NAME = "clip_rn50"
+MODEL = "RN50-quickgelu"  # the paper's; the clip section's model may name another open_clip ModifiedResNet
 ZEROSHOT_LAYER = "layer4"
 FACTS = BackboneFacts(layers=CLIP_LAYERS, class_token=False, text=True, zeroshot_layer=ZEROSHOT_LAYER)
 # OpenAI's RN50 (open_clip.get_pretrained_url('RN50-quickgelu', 'openai')); the SHA-256 is the URL's second-to-last
@@ -98,7 +100,11 @@ def convert_state_dict(state) -> dict[str, torch.Tensor]:
     return {k: v for k, v in unwrap_state_dict(state).items() if k not in OPENAI_METADATA_KEYS}
 
 
-@register(NAME, config=ClipRN50Settings)
+@register(
+    NAME,
+    config=ClipRN50Settings,
+    spec=BackboneSpec(model=MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_state_dict),
+)
 def build(*, cfg: ClipRN50Settings, state_dict: dict[str, torch.Tensor] | None = None, clip=None) -> ClipRN50Backbone:
     """The backbone of ``clip`` (the ClipSection: model, init_seed) through build_clip_backbone; ``state_dict``
     None: its seeded informative random weights. BackboneError when ``clip`` is missing or the weights do not fit."""

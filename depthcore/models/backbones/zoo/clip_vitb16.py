@@ -35,6 +35,7 @@ from depthcore.models.backbones.zoo.base import (
     CROP_SIZE,
     BackboneFacts,
     BackboneSettings,
+    BackboneSpec,
     FrozenBackbone,
     LayerSpec,
     WeightsRelease,
@@ -161,7 +162,18 @@ def maskclip_dense(block: nn.Module, visual: nn.Module, tokens: torch.Tensor) ->
     return visual.ln_post(value) @ visual.proj
 
 
-@register(NAME, config=ClipViTB16Settings)
+def convert_state_dict(state) -> dict[str, torch.Tensor]:
+    """The state dict of a loaded plain CLIP checkpoint (the fetch stage's conversion of OpenAI's TorchScript
+    archive, or an open_clip state dict): 'state_dict' and 'module.' unwrapped, OpenAI's metadata entries
+    dropped."""
+    return {k: v for k, v in unwrap_state_dict(state).items() if k not in OPENAI_METADATA_KEYS}
+
+
+@register(
+    NAME,
+    config=ClipViTB16Settings,
+    spec=BackboneSpec(model=MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_state_dict),
+)
 def build(*, cfg: ClipViTB16Settings, state_dict: dict[str, torch.Tensor] | None = None, clip=None) -> ClipViTBackbone:
     """The frozen CLIP ViT-B/16 (image and text towers); ``state_dict``: open_clip's key names for the whole model
     (:func:`convert_state_dict`); None: seeded random weights (``cfg.init_seed``), open_clip's own init, which is
@@ -174,10 +186,3 @@ def build(*, cfg: ClipViTB16Settings, state_dict: dict[str, torch.Tensor] | None
 
     clip_model = instantiate(create, backbone=NAME, init_seed=cfg.init_seed, state_dict=state_dict)
     return ClipViTBackbone(clip_model)
-
-
-def convert_state_dict(state) -> dict[str, torch.Tensor]:
-    """The state dict of a loaded plain CLIP checkpoint (the fetch stage's conversion of OpenAI's TorchScript
-    archive, or an open_clip state dict): 'state_dict' and 'module.' unwrapped, OpenAI's metadata entries
-    dropped."""
-    return {k: v for k, v in unwrap_state_dict(state).items() if k not in OPENAI_METADATA_KEYS}

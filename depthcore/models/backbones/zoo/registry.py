@@ -1,15 +1,19 @@
-"""Backbones by name: each backbone is the module ``<name>.py`` of this package, which registers its settings class
-and builder with ``@register("<name>", config=...)`` (see :mod:`depthcore.registry`). A backbone is imported only
-when it is built, so a features stage depends on its own backbone's code, not on the others'."""
+"""Backbones by name: a backbone is registered by its module ``<name>.py`` of this package, or a family of
+variants by the family's module (``dinov2.py``: ``dinov2_vits14``, ``dinov2_vitb14``), each with its settings class,
+builder and :class:`~depthcore.models.backbones.zoo.base.BackboneSpec` (see :mod:`depthcore.registry`). A backbone
+is imported only when it is asked for, so a features stage depends on its own backbone's code, not on the others'."""
 
 from __future__ import annotations
-
-import importlib
 
 from depthcore.registry import Registry
 
 BACKBONES = Registry("depthcore.models.backbones.zoo", kind="backbone", plural="backbones", param="backbone")
-register = BACKBONES.register
+
+
+def register(name: str, *, config: type, spec):
+    """Decorator of backbone ``name``'s builder: ``config`` its settings class (``backbones.<name>``), ``spec``
+    its :class:`~depthcore.models.backbones.zoo.base.BackboneSpec`."""
+    return BACKBONES.register(name, config=config, spec=spec)
 
 
 def build_backbone(name: str, *, cfg, state_dict=None, clip=None):
@@ -20,8 +24,13 @@ def build_backbone(name: str, *, cfg, state_dict=None, clip=None):
     return BACKBONES.get(name).build(cfg=cfg, state_dict=state_dict, clip=clip)
 
 
+def backbone_spec(name: str):
+    """The :class:`~depthcore.models.backbones.zoo.base.BackboneSpec` of backbone ``name`` (model, facts, releases,
+    conversion), without building it; ConfigError listing the valid names for an unknown ``name``."""
+    return BACKBONES.get(name).spec
+
+
 def backbone_facts(name: str):
-    """The :class:`~depthcore.models.backbones.zoo.base.BackboneFacts` of backbone ``name`` (its module's ``FACTS``:
-    layer names, class token, text tower, zero-shot layer), without building it; ConfigError for an unknown name."""
-    BACKBONES.get(name)
-    return importlib.import_module(f"{BACKBONES.package}.{name}").FACTS
+    """The :class:`~depthcore.models.backbones.zoo.base.BackboneFacts` of backbone ``name`` (layer names, class
+    token, text tower, zero-shot layer), without building it; ConfigError for an unknown name."""
+    return backbone_spec(name).facts

@@ -30,6 +30,7 @@ from depthcore.models.backbones.zoo.base import (
     BackboneError,
     BackboneFacts,
     BackboneSettings,
+    BackboneSpec,
     FrozenBackbone,
     LayerSpec,
     WeightsRelease,
@@ -154,7 +155,11 @@ def convert_state_dict(state) -> dict[str, torch.Tensor]:
     return encoder
 
 
-@register(NAME, config=SamViTBSettings)
+@register(
+    NAME,
+    config=SamViTBSettings,
+    spec=BackboneSpec(model=SAM_MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_state_dict),
+)
 def build(*, cfg: SamViTBSettings, state_dict: dict[str, torch.Tensor] | None = None, clip=None) -> SamViTBBackbone:
     """The frozen SAM ViT-B image encoder; ``state_dict`` (image-encoder keys, :func:`convert_state_dict`) None:
     seeded random weights (``cfg.init_seed``), segment_anything's own init, which is already informative (block
