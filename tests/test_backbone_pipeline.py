@@ -128,9 +128,9 @@ class _Release(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def release_server(monkeypatch):
     """A local server of a DINOv2 ViT-S/14 release (random weights), set as the backbone's official release."""
-    from safetensors.torch import save
-
     import dataclasses
+
+    from safetensors.torch import save
 
     from depthcore.models.backbones.zoo.registry import BACKBONES, build_backbone
 

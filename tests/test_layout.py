@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make_params
 
+from depthcore.closure import code_closure, imported_files
 from depthcore.losses.registry import LOSSES
 from depthcore.models.adapters.registry import ADAPTERS
-from depthcore.closure import code_closure, imported_files
 
 PACKAGE = REPO / "depthcore"
 PURE = ("models", "losses", "geometry", "evaluation/metrics.py")  # no files, stores, params or DVC
