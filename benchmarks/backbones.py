@@ -11,7 +11,7 @@ pretrained weights can be downloaded here):
    (shapes only, no arithmetic; the counter counts matmuls, convolutions and attention, not element-wise ops or
    resizes), and the GPU time of NYUv2's 1449 images at ``--tflops`` effective TFLOP/s;
 3. bytes per image in the features store: raw (float16, both views, every cached array incl. ``<layer>_cls``)
-   from the stored shapes, and on disk from a store written by the real writer (``extract_clip_features``) for
+   from the stored shapes, and on disk from a store written by the real writer (``extract_features``) for
    1 + ``--images`` rendered rooms (2 for a heavy backbone); projected to NYUv2's 1449 images (random weights
    compress differently from pretrained ones: indicative).
 
@@ -65,7 +65,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from depthcore.config.offline import OFFLINE
 from depthcore.config.params import Params, load_params
 from depthcore.data.synthetic import render_sample
-from depthcore.features.clip import CLS_SUFFIX, N_VIEWS, cached_layers, crop_rgb, extract_clip_features
+from depthcore.features.backbone import CLS_SUFFIX, N_VIEWS, cached_layers, crop_rgb, extract_features
 from depthcore.losses.silog import masked_silog
 from depthcore.models.adapters.base import AdapterContext, clip_key
 from depthcore.models.adapters.linear_probe import NYU_TRAIN_IMAGES
@@ -205,7 +205,7 @@ def write_store(backbone, name: str, dataset: Path, out: Path, layers: tuple[str
     weights = {"backbone": name, "model": name, "pretrained": "none"}
     start = time.perf_counter()
     with timed_forward(backbone) as forward_s:
-        store = extract_clip_features(
+        store = extract_features(
             dataset, out, backbone=backbone, weights=weights, layers=layers, key=None, device="cpu", progress=False
         )
     seconds = time.perf_counter() - start

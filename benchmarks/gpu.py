@@ -45,7 +45,7 @@ from depthcore.config.paths import Paths
 from depthcore.data.store import Store
 from depthcore.device import autocast, describe_device, loader_workers, select_device
 from depthcore.evaluation.evaluate import evaluate_checkpoint
-from depthcore.features.clip import preprocess
+from depthcore.features.backbone import preprocess
 from depthcore.io import write_json_atomic
 from depthcore.models.backbones.clip import build_clip_backbone
 from depthcore.models.predict import to_device, upsample_to
@@ -153,7 +153,7 @@ def msa_training(paths: Paths, device: torch.device, steps: int, quick: bool) ->
     return figures
 
 
-def clip_features(rgb: np.ndarray, device: torch.device, repeats: int) -> dict:
+def features(rgb: np.ndarray, device: torch.device, repeats: int) -> dict:
     """Images/s of CLIP RN50 (random weights) on each image and its mirror under float16 autocast."""
     backbone = build_clip_backbone(model="RN50-quickgelu").to(device).eval()
     images = preprocess(torch.from_numpy(rgb)).to(device)
@@ -196,7 +196,7 @@ def sam(rgb: np.ndarray, device: torch.device, points_per_side: int) -> dict:
 def projection(results: dict) -> dict:
     """Projected GPU hours of the NYUv2 work from the figures measured here."""
     hours = {
-        "clip_features_h": NYU_IMAGES / results["clip_features"]["images_per_s"] / 3600,
+        "clip_features_h": NYU_IMAGES / results["features"]["images_per_s"] / 3600,
         "sam_segments_h_lower_bound": NYU_IMAGES * results["sam_vit_b"]["generator_s_per_image"] / 3600,
     }
     grid = json.loads((REPO / "benchmarks/results/paper.json").read_text())
@@ -230,8 +230,8 @@ def main() -> None:
         results["msa_training"] = msa_training(paths, device, steps, args.quick)
         print(f"msa training: {json.dumps(results['msa_training'])}", flush=True)
         rgb = Store(paths.dataset).read("rgb", slice(0, 2 if args.quick else 8))
-    results["clip_features"] = clip_features(rgb, device, repeats=1 if args.quick else 3)
-    print(f"clip features: {json.dumps(results['clip_features'])}", flush=True)
+    results["features"] = features(rgb, device, repeats=1 if args.quick else 3)
+    print(f"clip features: {json.dumps(results['features'])}", flush=True)
     results["sam_vit_b"] = sam(rgb, device, 4 if args.quick else args.points_per_side)
     print(f"sam vit_b: {json.dumps(results['sam_vit_b'])}", flush=True)
     results["projected_gpu_hours"] = projection(results)

@@ -1,5 +1,5 @@
 """Benchmark the training loader over NYU-sized stores: images/s per worker count, and bytes decompressed per
-sample, today's against the earlier loader, in one run: clip.zarr chunked one chunk per image and view, and each
+sample, today's against the earlier loader, in one run: backbone.zarr chunked one chunk per image and view, and each
 store's arrays opened once per process (today), against one chunk per image holding both views and every read
 opening its array's metadata again, the arrays of a sample read one after another (the earlier layout and
 reader, rebuilt here from the same arrays); today a sample's arrays are read concurrently.
@@ -42,7 +42,7 @@ from depthcore.data.batch import store_of
 from depthcore.data.prepare import fetch_data, prepare_dataset
 from depthcore.data.samples import TrainingDataset, stored_array
 from depthcore.data.store import Store
-from depthcore.features.clip import FEATURE_COMPRESSOR, extract_clip_features
+from depthcore.features.backbone import FEATURE_COMPRESSOR, extract_features
 from depthcore.models.backbones.clip import build_clip_backbone
 from depthcore.training.loop import train_loader
 
@@ -53,7 +53,7 @@ LAYERS = ("layer2", "layer3", "layer4")
 
 
 def build_stores(tmp: Path, images: int) -> tuple[Path, Path, Path]:
-    """dataset.zarr, clip.zarr (today's layout) and clip_both_views.zarr (the same arrays, one chunk per image)."""
+    """dataset.zarr, backbone.zarr (today's layout) and clip_both_views.zarr (the same arrays, one chunk per image)."""
     data = load_params(
         REPO / "params.yaml",
         {"data.source": "synthetic", "data.synthetic.images": images, "data.synthetic.views_per_room": 1},
@@ -62,8 +62,8 @@ def build_stores(tmp: Path, images: int) -> tuple[Path, Path, Path]:
     dataset = prepare_dataset("synthetic", tmp / "raw", tmp / "dataset.zarr", key=None, progress=False)
     backbone = build_clip_backbone(model="RN50-quickgelu")
     weights = {"model": "RN50-quickgelu", "pretrained": "none", "init_seed": 0}
-    features = extract_clip_features(
-        dataset, tmp / "clip.zarr", backbone=backbone, weights=weights, layers=LAYERS, key=None, progress=False
+    features = extract_features(
+        dataset, tmp / "backbone.zarr", backbone=backbone, weights=weights, layers=LAYERS, key=None, progress=False
     )
     source = zarr.open_group(str(features), mode="r")
     earlier = zarr.open_group(str(tmp / "clip_both_views.zarr"), mode="w")

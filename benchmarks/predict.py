@@ -90,7 +90,7 @@ def main() -> None:
         overrides = OFFLINE | {"data.synthetic.images": 6, "data.synthetic.views_per_room": 2}
         paths = build_inputs(load_params(REPO / "params.yaml", overrides=overrides), Paths().under(tmp / "pipeline"))
         files = write_rooms(tmp / "rooms", args.images, size)
-        live = {"clip_weights": paths.clip_weights, "head": paths.clip_head, "device": device}
+        live = {"backbone_weights": paths.backbone_weights, "head": paths.clip_head, "device": device}
         results["zeroshot"] = images_per_second(LivePredictor.zeroshot(**live), files, tmp / "zs", args.batch_size)
         print("zeroshot", results["zeroshot"])
         for name, extra in MODELS.items():

@@ -102,7 +102,7 @@ def load_shallow(path: Path | str) -> dict[str, torch.Tensor]:
     """The state dict :func:`save_shallow` wrote (input of ``clip_shallow.build_clip_shallow``)."""
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path} does not exist: run `dvc repro clip_features`")
+        raise ArtifactError(f"{path} does not exist: run `dvc repro features`")
     meta, tensors = read_safetensors(path)
     if not tensors:
         raise ArtifactError(

@@ -3,7 +3,7 @@
 ``depthcore predict MODEL IMAGE_OR_DIR... --out DIR``: metric depth for your own images. ``MODEL`` is a checkpoint
 the pipeline wrote (``models/model.safetensors``, or a grid run's under ``models/paper/``) or ``zeroshot`` (DepthCLIP
 with the configured CLIP). Everything the model read from the cache is computed live from the weights and
-artifacts the pipeline fetched and built (``--clip-weights``, ``--head``, ``--sam-weights``: by default the
+artifacts the pipeline fetched and built (``--backbone-weights``, ``--head``, ``--sam-weights``: by default the
 pipeline's own locations, relative to the current folder). See :mod:`depthcore.inference`.
 
 Exit status: 0 when every image was written (or skipped because its outputs exist), 1 when some image could not
@@ -63,7 +63,13 @@ def parser() -> argparse.ArgumentParser:
                        "default: NYUv2's camera scaled to the image)")  # fmt: skip
     p.add_argument("--colorbar", action="store_true", help="draw a colour bar in metres beside the colourised depth")
     p.add_argument("--cmap", default=COLORMAP, help=f"matplotlib colormap of the colourised depth (default {COLORMAP})")
-    p.add_argument("--clip-weights", type=Path, default=paths.clip_weights, help="the fetch_clip folder")
+    p.add_argument(
+        "--backbone-weights",
+        "--clip-weights",  # its name before the backbone zoo
+        type=Path,
+        default=paths.backbone_weights,
+        help="the fetch_backbone folder",
+    )
     p.add_argument("--head", type=Path, default=paths.clip_head, help="the clip_head artifact")
     p.add_argument("--sam-weights", type=Path, default=paths.sam_weights, help="the fetch_sam folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -81,10 +87,14 @@ def predict(args: argparse.Namespace) -> int:
         raise DepthcoreError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = _device(args.device)
     if args.model == ZEROSHOT_MODEL:
-        predictor = LivePredictor.zeroshot(clip_weights=args.clip_weights, head=args.head, device=device)
+        predictor = LivePredictor.zeroshot(backbone_weights=args.backbone_weights, head=args.head, device=device)
     else:
         predictor = LivePredictor.from_checkpoint(
-            args.model, clip_weights=args.clip_weights, head=args.head, sam_weights=args.sam_weights, device=device
+            args.model,
+            backbone_weights=args.backbone_weights,
+            head=args.head,
+            sam_weights=args.sam_weights,
+            device=device,
         )
     options = OutputOptions(
         ply=args.ply,

@@ -6,7 +6,7 @@ from depthcore.features.head import write_head
 
 
 def main(stage):
-    print(f"wrote {write_head(stage.paths.clip_weights, stage.params.depthclip, stage.paths.clip_head)}")
+    print(f"wrote {write_head(stage.paths.backbone_weights, stage.params.depthclip, stage.paths.clip_head)}")
 
 
 if __name__ == "__main__":

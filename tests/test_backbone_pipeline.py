@@ -20,7 +20,7 @@ from depthcore.data.store import Store
 from depthcore.download import DownloadError
 from depthcore.errors import ConfigError
 from depthcore.evaluation.evaluate import zeroshot_report
-from depthcore.features.clip import cache_clip_features, crop_rgb
+from depthcore.features.backbone import cache_features, crop_rgb
 from depthcore.features.head import write_head
 from depthcore.features.zeroshot import run_zeroshot
 from depthcore.models.heads.depthclip import LOGIT_SCALE, DepthCLIPHead
@@ -204,7 +204,7 @@ def dino_pipeline(tmp_path_factory):
 
 def test_cached_features_are_the_backbone_forward_of_the_crop(dino_pipeline):
     params, paths = dino_pipeline
-    store = Store(paths.clip_features)
+    store = Store(paths.features)
     attrs = store.attrs
     assert attrs["backbone"] == "dinov2_vits14" and attrs["input_size"] == [416, 544]
     assert attrs["network_input"] == [420, 546] and attrs["class_tokens"] == ["block3", "block6", "block9", "block12"]
@@ -214,7 +214,7 @@ def test_cached_features_are_the_backbone_forward_of_the_crop(dino_pipeline):
     # resized to 420 x 546 and normalised by hand
     import timm
 
-    backbone = load_backbone(paths.clip_weights)
+    backbone = load_backbone(paths.backbone_weights)
     vit = next(m for m in backbone.modules() if isinstance(m, timm.models.VisionTransformer))
     rgb = Store(paths.dataset).read("rgb", slice(1, 2))
     crop = torch.from_numpy(rgb[:, 56:472, 60:604]).permute(0, 3, 1, 2).float() / 255
@@ -272,17 +272,17 @@ def test_the_vit_clip_head_and_zero_shot_read_the_cached_dense_layer(tmp_path):
     selected = write_selected(params, paths.backbone_settings)
     fetch_backbone_weights(
         selected,
-        paths.clip_weights,
-        local_dir=paths.local_clip_weights,
+        paths.backbone_weights,
+        local_dir=paths.local_backbone_weights,
         downloads=paths.weights_downloads,
         progress=False,
     )
-    cache_clip_features(
-        paths.clip_weights, paths.dataset, paths.clip_features, paths.clip_shallow, layers=("block12",), key=None
+    cache_features(
+        paths.backbone_weights, paths.dataset, paths.features, paths.clip_shallow, layers=("block12",), key=None
     )
-    store = Store(paths.clip_features)
+    store = Store(paths.features)
     assert store.shape("dense") == (2, 2, 512, 26, 34) and store.shape("block12_cls") == (2, 2, 768)
-    write_head(paths.clip_weights, params.depthclip, paths.clip_head)
+    write_head(paths.backbone_weights, params.depthclip, paths.clip_head)
     head = load_head(paths.clip_head)
     assert head.dense == "embedded" and head.text.shape == (7, 512)
     run_zeroshot(paths, key=None, batch_size=2, progress=False)
@@ -311,7 +311,7 @@ def test_a_probe_on_dinov2_predicted_live_equals_the_evaluate_stage(dino_pipelin
     train_model(params, paths, resume_key=None, progress=False)
     evaluate_checkpoint(params, paths, progress=False)
     live = LivePredictor.from_checkpoint(
-        paths.model, clip_weights=paths.clip_weights, head=paths.clip_head, sam_weights=paths.sam_weights,
+        paths.model, backbone_weights=paths.backbone_weights, head=paths.clip_head, sam_weights=paths.sam_weights,
         device=torch.device("cpu"),
     )  # fmt: skip
     assert set(live.keys) == {"clip_block12", "clip_block12_cls"}
@@ -320,4 +320,6 @@ def test_a_probe_on_dinov2_predicted_live_equals_the_evaluate_stage(dino_pipelin
     stored = Store(paths.predictions).read("depth", test)[:, 56:472, 60:604]
     np.testing.assert_allclose(live.predict(frames)[:, 0].numpy(), stored, atol=1e-5, rtol=0)
     with pytest.raises(PredictError, match="'dinov2_vits14' has no text tower"):
-        LivePredictor.zeroshot(clip_weights=paths.clip_weights, head=paths.clip_head, device=torch.device("cpu"))
+        LivePredictor.zeroshot(
+            backbone_weights=paths.backbone_weights, head=paths.clip_head, device=torch.device("cpu")
+        )

@@ -188,7 +188,7 @@ def test_dinov2_runs_at_the_canonical_size(zoo):
 
 
 def test_clip_rn50_preprocess_is_the_feature_stage_normalisation(zoo):
-    from depthcore.features.clip import PIXEL_SCALE, preprocess
+    from depthcore.features.backbone import PIXEL_SCALE, preprocess
 
     frames = torch.randint(0, 256, (2, NYU_HEIGHT, NYU_WIDTH, 3), dtype=torch.uint8)
     crop = crop_tensor(frames.permute(0, 3, 1, 2)).float() * PIXEL_SCALE

@@ -1,5 +1,5 @@
 """The frozen CLIP backbone (shapes and strides at 416 x 544, freezing, informative random init) and the
-fetch_clip folder (manifest, local weights tracked by content, OpenAI conversion, offline failure)."""
+fetch_backbone folder (manifest, local weights tracked by content, OpenAI conversion, offline failure)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from depthcore.weights.clip import load_clip_backbone, load_state_dict
 from depthcore.weights.fetch_clip import fetch_clip_weights
 from depthcore.weights.manifest import WeightsError
 
-LOCAL = Path("weights/clip")
+LOCAL = Path("weights/backbone")
 
 RN50_CHANNELS = {"stem": 64, "layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
 RN50_STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
@@ -90,10 +90,10 @@ def test_random_init_gives_features_with_spatial_structure(rn50):
 
 def test_load_local_checkpoint_and_mismatch_names_keys(rn50, tmp_path):
     state = {k: v.half() for k, v in rn50.clip.state_dict().items()}
-    local = tmp_path / "weights/clip"
+    local = tmp_path / "weights/backbone"
     local.mkdir(parents=True)
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, local / "good.pt")
-    out = tmp_path / "data/weights/clip"
+    out = tmp_path / "data/weights/backbone"
     fetch_clip_weights(clip(pretrained=str(local / "good.pt")), out, local_dir=local)
     loaded = load_clip_backbone(out)
     torch.testing.assert_close(loaded.clip.visual.conv1.weight, rn50.clip.visual.conv1.weight.half().float())
@@ -106,8 +106,8 @@ def test_load_local_checkpoint_and_mismatch_names_keys(rn50, tmp_path):
 
 def test_local_weights_are_tracked_by_content(tmp_path):
     """The manifest records the file's SHA-256: replacing the file's content changes the folder DVC
-    hashes (and so re-runs what used it); files outside weights/clip/ are refused."""
-    local, out = tmp_path / "weights/clip", tmp_path / "out"
+    hashes (and so re-runs what used it); files outside weights/backbone/ are refused."""
+    local, out = tmp_path / "weights/backbone", tmp_path / "out"
     local.mkdir(parents=True)
     (local / "w.pt").write_bytes(b"first")
     cfg = clip(pretrained=str(local / "w.pt"))
@@ -117,7 +117,7 @@ def test_local_weights_are_tracked_by_content(tmp_path):
     manifest = json.loads(fetch_clip_weights(cfg, out, local_dir=local).read_text())
     assert manifest["sha256"] == sha256_of(local / "w.pt") and (out / "w.pt").read_bytes() == b"second"
     (tmp_path / "elsewhere.pt").write_bytes(b"x")
-    with pytest.raises(WeightsError, match="lies outside .*weights/clip/"):
+    with pytest.raises(WeightsError, match="lies outside .*weights/backbone/"):
         fetch_clip_weights(clip(pretrained=str(tmp_path / "elsewhere.pt")), out, local_dir=local)
 
 
@@ -151,8 +151,8 @@ def test_fetch_none_writes_a_manifest_and_removes_old_files(tmp_path):
         build_clip_backbone(model="RN50-quickgelu", init_seed=3).clip.visual.conv1.weight,
     )
     with pytest.raises(WeightsError, match="missing.pt. is not a known tag"):
-        fetch_clip_weights(clip(pretrained="weights/clip/missing.pt"), out, local_dir=LOCAL)
-    with pytest.raises(Exception, match="run `dvc repro fetch_clip`"):
+        fetch_clip_weights(clip(pretrained="weights/backbone/missing.pt"), out, local_dir=LOCAL)
+    with pytest.raises(Exception, match="run `dvc repro fetch_backbone`"):
         load_clip_backbone(tmp_path / "nothing")
 
 

@@ -29,7 +29,7 @@ from depthcore.data.samples import TrainingDataset
 from depthcore.data.store import Store
 from depthcore.errors import ConfigError, DepthcoreError
 from depthcore.evaluation.evaluate import predict_to_store
-from depthcore.features.clip import extract_clip_features
+from depthcore.features.backbone import extract_features
 from depthcore.features.zeroshot import predict_zeroshot
 from depthcore.io import CorruptFileError, WriterLock, read_safetensors, sha256_of, write_safetensors_atomic
 from depthcore.models.adapters.registry import build_adapter
@@ -55,11 +55,11 @@ def tree_digest(root) -> str:
 
 
 def test_batch_sizes_do_not_change_any_stored_byte(pipeline, tmp_path):
-    """runtime.clip_batch_size and runtime.eval_batch_size group the work, never the arithmetic: CLIP features,
+    """runtime.features_batch_size and runtime.eval_batch_size group the work, never the arithmetic: CLIP features,
     zero-shot depth and an adapter's predictions are byte-identical over batch sizes 1, 3 and 4."""
-    backbone = load_clip_backbone(pipeline.clip_weights)
-    weights = read_manifest(pipeline.clip_weights, stage="fetch_clip")
-    layers = tuple(Store(pipeline.clip_features).attrs["layers"])
+    backbone = load_clip_backbone(pipeline.backbone_weights)
+    weights = read_manifest(pipeline.backbone_weights, stage="fetch_backbone")
+    layers = tuple(Store(pipeline.features).attrs["layers"])
     params = make_params(TINY_TRAINING)  # untrained here: only the model's widths matter
     run = build_run(params, pipeline)
     seed_global(0, "init", 0)
@@ -70,7 +70,7 @@ def test_batch_sizes_do_not_change_any_stored_byte(pipeline, tmp_path):
     )
     digests = {"clip": set(), "zeroshot": set(), "predictions": set()}
     for b in BATCH_SIZES:
-        clip = extract_clip_features(
+        clip = extract_features(
             pipeline.dataset,
             tmp_path / f"clip{b}.zarr",
             backbone=backbone,
@@ -117,7 +117,7 @@ def test_a_stage_ends_when_its_dvc_process_is_gone(tmp_path):
             f"import subprocess, time; subprocess.Popen(['bash', '-c', {f'{sys.executable} {stage}; true'!r}]); "
             "time.sleep(60)",
         ],
-        env={**os.environ, "DVC_STAGE": "clip_features"},
+        env={**os.environ, "DVC_STAGE": "features"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -158,18 +158,19 @@ def _alive(pid: int) -> bool:
 
 def test_a_flipped_weights_byte_fails_the_load_naming_the_fix(pipeline, tmp_path):
     folder = tmp_path / "clip"
-    shutil.copytree(pipeline.clip_weights, folder)
+    shutil.copytree(pipeline.backbone_weights, folder)
     weights = tmp_path / "w.safetensors"
     write_safetensors_atomic(weights, {"w": torch.arange(64, dtype=torch.float32)}, None)
-    manifest = {"model": "RN50", "pretrained": "weights/clip/w.safetensors", "file": "w.safetensors"}
+    manifest = {"model": "RN50", "pretrained": "weights/backbone/w.safetensors", "file": "w.safetensors"}
     shutil.copy(weights, folder / "w.safetensors")
     (folder / MANIFEST).write_text(json.dumps(manifest | {"sha256": sha256_of(weights)}))
     assert (
-        weights_file(folder, read_manifest(folder, stage="fetch_clip"), stage="fetch_clip") == folder / "w.safetensors"
+        weights_file(folder, read_manifest(folder, stage="fetch_backbone"), stage="fetch_backbone")
+        == folder / "w.safetensors"
     )
     flip_byte(folder / "w.safetensors", -3)
     with pytest.raises(WeightsError, match=r"are corrupt: their SHA-256 is not .*dvc checkout --relink --force"):
-        weights_file(folder, read_manifest(folder, stage="fetch_clip"), stage="fetch_clip")
+        weights_file(folder, read_manifest(folder, stage="fetch_backbone"), stage="fetch_backbone")
     # artifacts and checkpoints carry the SHA-256 of their tensors: a flip there fails the read too
     flip_byte(weights, -3)
     with pytest.raises(CorruptFileError, match=r"w.safetensors is corrupt .*dvc checkout --relink --force"):

@@ -18,13 +18,13 @@ from depthcore.training.loop import train_loader
 
 
 def test_a_sample_decompresses_only_the_view_it_uses(pipeline, tmp_path):
-    features = tmp_path / "clip.zarr"
-    shutil.copytree(pipeline.clip_features, features, ignore=shutil.ignore_patterns("layer2", "layer3"))
+    features = tmp_path / "backbone.zarr"
+    shutil.copytree(pipeline.features, features, ignore=shutil.ignore_patterns("layer2", "layer3"))
     flip_byte(features / "layer4" / "c" / "0" / "1" / "0" / "0" / "0", 5)  # image 0's mirror view, corrupt
-    stores = store_paths(dataclasses.replace(pipeline, clip_features=features))
+    stores = store_paths(dataclasses.replace(pipeline, features=features))
     indices = np.arange(Store(pipeline.dataset).shape("rgb")[0])
     one_view = TrainingDataset(stores=stores, indices=indices, keys=("clip_layer4",))
-    stored = Store(pipeline.clip_features).read("layer4", 0)
+    stored = Store(pipeline.features).read("layer4", 0)
     # the image's own view reads (its chunk alone is decompressed and checked); the mirror's chunk is never read
     np.testing.assert_array_equal(one_view[0]["clip_layer4"].numpy(), stored[0])
     both = TrainingDataset(stores=stores, indices=indices, keys=("clip_layer4",), with_flipped=True)

@@ -114,18 +114,18 @@ OFFLINE_RUN = OFFLINE | {
     "train.select": "last",  # 2 val images: keep the trained model (also the grid's one-epoch runs)
     "train.lr": 0.05,  # enough for 2 steps to lift the published MSA's clamped output above 0 m
     "adapters.msa.widths": [16, 16, 8, 8, 4, 4],
-    "runtime.clip_batch_size": 2,
+    "runtime.features_batch_size": 2,
 }
 FEATURE_STAGES = {
     "check",
     "fetch_data",
     "backbone",
-    "fetch_clip",
+    "fetch_backbone",
     "fetch_sam",
     "prepare",
     "split",
     "pairs",
-    "clip_features",
+    "features",
     "clip_head",
     "segments",
     "segments_report",
@@ -185,7 +185,7 @@ def test_offline_pipeline_caches_exactly(tmp_path):
     restore(clone)
 
     # settings that cannot change an output re-run the check alone (its output does not change)
-    set_params(clone, {"runtime.clip_batch_size": 3, "runtime.num_workers": 1})
+    set_params(clone, {"runtime.features_batch_size": 3, "runtime.num_workers": 1})
     assert changed(dvc(clone, "status", "dvc.yaml")) == {"check"}
     assert ran(dvc(clone, "repro")) == {"check"}
 
@@ -215,7 +215,7 @@ def test_offline_pipeline_caches_exactly(tmp_path):
 
 
 def start_and_interrupt(clone: Path, sig: int, *args: str, group: bool = False) -> None:
-    """Start ``dvc repro *args`` (clip_features) and send ``sig`` once 4 images are written: to dvc alone, or
+    """Start ``dvc repro *args`` (features) and send ``sig`` once 4 images are written: to dvc alone, or
     with ``group`` to dvc and its stage (a SIGKILL of everything)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **GIT_IDENTITY}
     proc = subprocess.Popen(
@@ -226,7 +226,7 @@ def start_and_interrupt(clone: Path, sig: int, *args: str, group: bool = False) 
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    partial = clone / "data/features/clip.zarr.partial/zarr.json"
+    partial = clone / "data/features/backbone.zarr.partial/zarr.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if partial.exists() and json.loads(partial.read_text())["attributes"].get("_items_done", 0) >= 4:
@@ -244,40 +244,40 @@ def lock_hash(clone: Path, stage: str) -> str:
 def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path):
     clone = make_clone(tmp_path, OFFLINE_RUN | {"data.synthetic.images": 12})
     dvc(clone, "repro", "prepare")
-    start_and_interrupt(clone, signal.SIGKILL, "clip_features", group=True)
-    out = dvc(clone, "repro", "clip_features")
+    start_and_interrupt(clone, signal.SIGKILL, "features", group=True)
+    out = dvc(clone, "repro", "features")
     assert "resuming from image" in out and "starting afresh" not in out
-    assert not (clone / "data/features/clip.zarr.partial").exists()
+    assert not (clone / "data/features/backbone.zarr.partial").exists()
 
     # SIGTERM to dvc alone (what `kill` and `timeout` send) ends dvc, not its stage: the stage stops by itself,
     # and a rerun at once resumes to an uninterrupted run's bytes, never a broken store recorded as good
     set_params(clone, {"clip.init_seed": 1})  # new work: nothing cached to restore
-    start_and_interrupt(clone, signal.SIGTERM, "clip_features")
-    out = dvc(clone, "repro", "clip_features")
+    start_and_interrupt(clone, signal.SIGTERM, "features")
+    out = dvc(clone, "repro", "features")
     assert "resuming from image" in out and "starting afresh" not in out
-    resumed = lock_hash(clone, "clip_features")
-    Store(clone / "data/features/clip.zarr").read("layer4")  # every chunk there and checksummed
-    dvc(clone, "repro", "--force", "clip_features")
-    assert lock_hash(clone, "clip_features") == resumed
+    resumed = lock_hash(clone, "features")
+    Store(clone / "data/features/backbone.zarr").read("layer4")  # every chunk there and checksummed
+    dvc(clone, "repro", "--force", "features")
+    assert lock_hash(clone, "features") == resumed
 
     # killed, then restored from the run-cache (the stage does not run): the stale partial goes with make repro
-    start_and_interrupt(clone, signal.SIGKILL, "--force", "clip_features", group=True)
-    assert "is cached - skipping run" in dvc(clone, "repro", "clip_features")
-    assert (clone / "data/features/clip.zarr.partial").exists()
+    start_and_interrupt(clone, signal.SIGKILL, "--force", "features", group=True)
+    assert "is cached - skipping run" in dvc(clone, "repro", "features")
+    assert (clone / "data/features/backbone.zarr.partial").exists()
     out = _run([sys.executable, "-m", "depthcore.pipeline", "partials", "--remove"], clone).stdout
-    assert "removed " in out and "stale, clip_features is complete and up to date" in out
-    assert not (clone / "data/features/clip.zarr.partial").exists()
+    assert "removed " in out and "stale, features is complete and up to date" in out
+    assert not (clone / "data/features/backbone.zarr.partial").exists()
 
     # a local weights file is tracked by content: replacing it re-runs what used the weights
-    weights = clone / "weights/clip/mine.pt"
+    weights = clone / "weights/backbone/mine.pt"
     weights.write_bytes(b"first version")
-    set_params(clone, {"clip.pretrained": "weights/clip/mine.pt"})
-    assert ran(dvc(clone, "repro", "fetch_clip")) == {"check", "backbone", "fetch_clip"}
-    assert UP_TO_DATE in dvc(clone, "status", "fetch_clip")
+    set_params(clone, {"clip.pretrained": "weights/backbone/mine.pt"})
+    assert ran(dvc(clone, "repro", "fetch_backbone")) == {"check", "backbone", "fetch_backbone"}
+    assert UP_TO_DATE in dvc(clone, "status", "fetch_backbone")
     weights.write_bytes(b"second version")
-    assert changed(dvc(clone, "status", "fetch_clip")) == {"fetch_clip"}
-    assert ran(dvc(clone, "repro", "fetch_clip")) == {"fetch_clip"}
-    assert changed(dvc(clone, "status", "clip_features", "clip_head")) >= {"clip_features", "clip_head"}
+    assert changed(dvc(clone, "status", "fetch_backbone")) == {"fetch_backbone"}
+    assert ran(dvc(clone, "repro", "fetch_backbone")) == {"fetch_backbone"}
+    assert changed(dvc(clone, "status", "features", "clip_head")) >= {"features", "clip_head"}
 
 
 GRID_ROWS = ["t1_lower_bound", "t1_depthclip", "t1_msa", "t4_l2_image_text", "t5_gt_segments_clip"]
@@ -415,7 +415,7 @@ def test_paper_grid_in_shards_on_two_clones_collected_by_a_third_without_trainin
     refused = _fails([*grid_tool, "collect", "--shards", "2"], c)
     assert "error: `make paper-collect` computes nothing: 'train t4_l2_image_text 0' is not on the remote" in refused
     assert not (c / "models/paper/t4_l2_image_text/seed0.safetensors").exists() and "epoch 1" not in refused
-    assert not {"prepare", "clip_features", "paper/dvc.yaml:train-t3_l1@0"} & ran(refused)  # restored from A's
+    assert not {"prepare", "features", "paper/dvc.yaml:train-t3_l1@0"} & ran(refused)  # restored from A's
     assert "error: the remote lacks 1 of 2 runs, nothing was trained: t4_l2_image_text@0 (`make paper SHARD=2/2`)" in (
         refused
     )
@@ -423,7 +423,7 @@ def test_paper_grid_in_shards_on_two_clones_collected_by_a_third_without_trainin
 
     out_b = _run([*grid_tool, "run", "--shard", "2/2"], b).stdout  # restores the main pipeline from the remote
     assert ran(out_b) & {"paper/dvc.yaml:train-t4_l2_image_text@0", "paper/dvc.yaml:evaluate-t4_l2_image_text@0"}
-    assert "prepare" not in ran(out_b) and "clip_features" not in ran(out_b)
+    assert "prepare" not in ran(out_b) and "features" not in ran(out_b)
     assert not any("t3_l1" in s or "lower_bound" in s for s in ran(out_b))
 
     out_c = _run([*grid_tool, "collect", "--shards", "2"], c).stdout
@@ -441,7 +441,7 @@ def test_paper_grid_in_shards_on_two_clones_collected_by_a_third_without_trainin
         ).read_text()
 
 
-BACKBONE_STAGES = {"check", "backbone", "fetch_clip", "clip_features", "clip_head", "zeroshot", "zeroshot_report"}
+BACKBONE_STAGES = {"check", "backbone", "fetch_backbone", "features", "clip_head", "zeroshot", "zeroshot_report"}
 SMALL_PROBE = {"adapters.dpt_probe.features": 16}  # the published fusion width (512) is minutes a step on a CPU
 TABLE6_ROWS = ["t6_clip_rn50_linear", "t6_dinov2_vits14_dpt"]
 
@@ -462,7 +462,7 @@ def test_a_backbone_is_computed_once_switching_back_restores_it_and_a_table6_gri
     # the training; no other stage
     out = dvc(clone, "exp", "run", "-S", "backbone=dinov2_vits14", "-S", "adapter=dpt_probe")
     assert ran(out) == BACKBONE_STAGES | RUN_STAGES
-    features = Store(clone / "data/features/clip.zarr").attrs
+    features = Store(clone / "data/features/backbone.zarr").attrs
     assert features["backbone"] == "dinov2_vits14" and set(features["layers"]) == {
         "block3",
         "block6",
@@ -478,18 +478,18 @@ def test_a_backbone_is_computed_once_switching_back_restores_it_and_a_table6_gri
     # per-image CSV is uncached (it predicts the 2 test images again)
     restore(clone)
     out = dvc(clone, "repro")
-    assert ran(out) <= {"check", "fetch_clip", "evaluate"} and "Stage 'clip_features' is cached - skipping run" in out
-    assert Store(clone / "data/features/clip.zarr").attrs["backbone"] == "clip_rn50"
+    assert ran(out) <= {"check", "fetch_backbone", "evaluate"} and "Stage 'features' is cached - skipping run" in out
+    assert Store(clone / "data/features/backbone.zarr").attrs["backbone"] == "clip_rn50"
     assert UP_TO_DATE in dvc(clone, "status", "dvc.yaml")
 
     # a two-row Table 6 grid: the RN50 linear probe reads the main features, the DINOv2 row a variant computed once
     set_params(clone, {"paper.rows": TABLE6_ROWS, "paper.seeds": [0], "paper.max_epochs": 1})
     _run([sys.executable, "paper/grid.py", "write"], clone)
     stages = yaml.safe_load((clone / "paper/dvc.yaml").read_text())["stages"]
-    assert [s.split("-")[1] for s in stages if s.startswith("variant-clip_features")] == ["clip_features"]
+    assert [s.split("-")[1] for s in stages if s.startswith("variant-features")] == ["features"]
     env_path = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     out = _run([sys.executable, "paper/grid.py", "run"], clone, env_path).stdout
-    assert "clip_features" not in ran(out)  # the main features were reused
+    assert "features" not in ran(out)  # the main features were reused
     summary = json.loads((clone / "metrics/paper.json").read_text())
     assert set(summary) == set(TABLE6_ROWS) and all(summary[r]["n"] == 1 for r in TABLE6_ROWS)
     assert summary["t6_dinov2_vits14_dpt"]["published"]["rmse"] == 0.356

@@ -58,7 +58,7 @@ def trained(pipeline, tmp_path_factory):
 
 
 def live_args(paths) -> dict:
-    return {"clip_weights": paths.clip_weights, "head": paths.clip_head, "device": torch.device("cpu")}
+    return {"backbone_weights": paths.backbone_weights, "head": paths.clip_head, "device": torch.device("cpu")}
 
 
 def dataset_pngs(paths, folder, indices) -> list:
@@ -83,7 +83,7 @@ def test_live_prediction_equals_the_evaluate_stage(trained, tmp_path):
     stored = Store(paths.predictions).read("depth")
     files = dataset_pngs(paths, tmp_path / "in", test_rows)
     code = main(["predict", str(paths.model), *map(str, files), "--out", str(tmp_path / "out"), "--quiet",
-                 "--batch-size", "3", "--clip-weights", str(paths.clip_weights), "--head", str(paths.clip_head),
+                 "--batch-size", "3", "--backbone-weights", str(paths.backbone_weights), "--head", str(paths.clip_head),
                  "--sam-weights", str(paths.sam_weights)])  # fmt: skip
     assert code == 0
     for i in test_rows:
@@ -199,7 +199,8 @@ def test_unreadable_images_are_listed_and_the_rest_written(pipeline, tmp_path, c
     truncated = (tmp_path / "in" / "img4.png").read_bytes()[:500]
     (tmp_path / "in" / "cut.png").write_bytes(truncated)
     args = ["predict", "zeroshot", str(tmp_path / "in"), str(tmp_path / "missing.png"), "--out", str(tmp_path / "out"),
-            "--quiet", "--clip-weights", str(pipeline.clip_weights), "--head", str(pipeline.clip_head)]  # fmt: skip
+            "--quiet", "--backbone-weights", str(pipeline.backbone_weights),
+            "--head", str(pipeline.clip_head)]  # fmt: skip
     assert main(args) == EXIT_IMAGES_FAILED
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("failed: ") for line in err)
@@ -239,11 +240,11 @@ def test_other_weights_or_head_are_refused_naming_the_stage(trained, tmp_path):
     paths, _ = trained
     other = tmp_path / "clip"
     other.mkdir()
-    manifest = json.loads((paths.clip_weights / "weights.json").read_text())
+    manifest = json.loads((paths.backbone_weights / "weights.json").read_text())
     (other / "weights.json").write_text(json.dumps(manifest | {"init_seed": manifest["init_seed"] + 1}))
-    with pytest.raises(PredictError, match="dvc repro fetch_clip"):
+    with pytest.raises(PredictError, match="dvc repro fetch_backbone"):
         LivePredictor.from_checkpoint(
-            paths.model, sam_weights=paths.sam_weights, **live_args(paths) | {"clip_weights": other}
+            paths.model, sam_weights=paths.sam_weights, **live_args(paths) | {"backbone_weights": other}
         )
     head = load_head(paths.clip_head)
     head.temperature *= 2  # another head of the same CLIP
@@ -262,7 +263,8 @@ def test_the_command_is_installed_and_refuses_an_unusable_gpu(pipeline, tmp_path
     if not torch.cuda.is_available():
         result = subprocess.run(
             [sys.executable, "-m", "depthcore", "predict", "zeroshot", str(tmp_path), "--out", str(tmp_path / "o"),
-             "--device", "cuda", "--clip-weights", str(pipeline.clip_weights), "--head", str(pipeline.clip_head)],
+             "--device", "cuda", "--backbone-weights", str(pipeline.backbone_weights),
+             "--head", str(pipeline.clip_head)],
             capture_output=True, text=True,
         )  # fmt: skip
         assert result.returncode == EXIT_ERROR and "use --device cpu" in result.stderr

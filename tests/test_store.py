@@ -149,7 +149,7 @@ def test_corrupt_chunk_names_store_array_image_and_the_fix(tmp_path):
         Store(tmp_path / "b.zarr")
 
 
-STORES = ("dataset", "clip_features", "zeroshot", "segments", "pairs")
+STORES = ("dataset", "features", "zeroshot", "segments", "pairs")
 
 
 @pytest.mark.parametrize("name", STORES)

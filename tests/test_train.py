@@ -95,7 +95,7 @@ def test_checkpoint_is_self_describing_and_refuses_other_adapter_and_features(pi
     train_model(make_params(SMALL | {"train.epochs": 1}), paths, resume_key=None, progress=False)
     meta, state = load_checkpoint(paths.model)
     assert meta["adapter"] == "msa" and meta["loss"] == "l1" and meta["train"]["epochs"] == 1
-    features = Store(pipeline.clip_features).attrs
+    features = Store(pipeline.features).attrs
     model = build_from_checkpoint(meta, state, adapter="msa", features_attrs=features)
     params = make_params(SMALL)
     reference = build_phase_model(params, build_run(params, paths), 0, params.adapter_config.phases()[0])

@@ -12,7 +12,7 @@ from depthcore.data.splits import SplitError, split_indices
 from depthcore.data.store import ResumableStore, Store
 from depthcore.evaluation.figures import save_depth_figure
 from depthcore.evaluation.report import evaluate_predictions
-from depthcore.features.clip import extract_clip_features
+from depthcore.features.backbone import extract_features
 from depthcore.features.head import build_depthclip_head
 from depthcore.features.zeroshot import predict_zeroshot
 from depthcore.models.heads.depthclip import HeadError, zeroshot_depth
@@ -45,9 +45,9 @@ def test_evaluate_predictions_hand_values(synthetic_dataset, tmp_path):
 
 def test_zeroshot_from_cache_matches_backbone_and_evaluates(synthetic_dataset, tmp_path):
     backbone = tiny_backbone()
-    features = extract_clip_features(
+    features = extract_features(
         synthetic_dataset,
-        tmp_path / "clip.zarr",
+        tmp_path / "backbone.zarr",
         backbone=backbone,
         weights={},
         layers=("layer4",),

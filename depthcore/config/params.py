@@ -75,7 +75,7 @@ class EvalSection(Section):
 
 # ------------------------------------------------------------------------------------------- models
 class ClipSection(Section):
-    """``clip``: ``pretrained`` is 'openai', 'none' (seeded random init) or a file under weights/clip/."""
+    """``clip``: ``pretrained`` is 'openai', 'none' (seeded random init) or a file under weights/backbone/."""
 
     model: str
     pretrained: Annotated[str, Field(min_length=1)]
@@ -193,7 +193,7 @@ class RuntimeSection(Section):
     (from the CPU count, :func:`depthcore.device.loader_workers`)."""
 
     device: Literal["auto", "cuda", "cpu"]
-    clip_batch_size: Count
+    features_batch_size: Count
     sam_points_per_batch: Count
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"]
     eval_batch_size: Count

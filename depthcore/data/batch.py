@@ -61,7 +61,7 @@ def store_paths(paths) -> dict:
     """Store name (as :func:`store_of` names them) -> its path in ``paths`` (:class:`depthcore.config.paths.Paths`)."""
     return {
         "dataset": paths.dataset,
-        "features": paths.clip_features,
+        "features": paths.features,
         "zeroshot": paths.zeroshot,
         "segments": paths.segments,
         "pairs": paths.pairs,

@@ -17,7 +17,7 @@ throughout: RGB, targets, zero-shot depth, segments and the second view are flip
 the cached features *of the flipped image* (view 1 of the store), the pose is mirrored (x -> -x) and the
 principal point reflected. With ``with_flipped=True`` each ``clip_<layer>`` also comes as
 ``clip_<layer>_flipped`` (for flip averaging, :func:`depthcore.data.batch.mirror_batch`). Without it only the
-view a sample uses is read: ``clip.zarr`` stores each view in its own chunk, so the other is never decompressed.
+view a sample uses is read: ``backbone.zarr`` stores each view in its own chunk, so the other is never decompressed.
 
 Stores are opened read-only and lazily in each process, so the dataset is safe in DataLoader workers.
 """

@@ -55,7 +55,7 @@ def evaluate_checkpoint(params, paths: Paths, *, device=None, progress: bool = T
     available) and write the report. The precision is the one its validation ran at: float16 autocast on CUDA
     when the checkpoint was trained with ``train.amp``."""
     meta, state = load_checkpoint(paths.model)
-    features = Store(paths.clip_features).attrs if meta["features"]["layers"] else None
+    features = Store(paths.features).attrs if meta["features"]["layers"] else None
     model = build_from_checkpoint(meta, state, adapter=params.adapter, features_attrs=features)
     dataset = Store(paths.dataset, required=("rgb", "depth", "depth_eval", "split", "scene"))
     test_set = TrainingDataset(

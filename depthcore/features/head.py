@@ -42,10 +42,10 @@ def build_vit_head(*, backbone, cfg) -> DepthCLIPHead:
 
 def write_head(weights_dir: Path | str, cfg, out: Path | str) -> Path:
     """The clip_head stage: encode the prompts of ``cfg`` (the depthclip section) with the CLIP of the
-    ``fetch_clip`` folder and save the head artifact; for a backbone without a text tower, an artifact saying so
+    ``fetch_backbone`` folder and save the head artifact; for a backbone without a text tower, an artifact saying so
     (the zero-shot stages then predict nothing)."""
     backbone = load_backbone(weights_dir)
-    weights = read_manifest(weights_dir, stage="fetch_clip")
+    weights = read_manifest(weights_dir, stage="fetch_backbone")
     if isinstance(backbone, ClipBackbone):
         return save_head(out, build_depthclip_head(backbone=backbone, cfg=cfg), weights=weights, layer="layer4")
     if not backbone.text:

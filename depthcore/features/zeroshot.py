@@ -1,7 +1,7 @@
 """DepthCLIP zero-shot predictions from cached layer4 features (the zeroshot stage; its metrics and figure
 are the zeroshot_report stage's, :mod:`depthcore.evaluation.report`).
 
-Reads ``clip.zarr`` ``layer4`` (N, 2, C, h, w; a ViT CLIP's ``dense``, the layer the head artifact names) and
+Reads ``backbone.zarr`` ``layer4`` (N, 2, C, h, w; a ViT CLIP's ``dense``, the layer the head artifact names) and
 the head artifact, never the backbone, and writes ``zeroshot.zarr`` ``depth`` (N, 480, 640) float32 metres (0
 outside the DepthCLIP crop) for every image. A backbone without a text tower has no zero-shot depth: the store
 then holds no ``depth`` and its attrs say why (``predictor`` null); the adapters that read it are refused.
@@ -33,7 +33,7 @@ def predict_zeroshot(
     batch_size: int,
     progress: bool = True,
 ) -> Path:
-    """Write ``out`` with the zero-shot depth of every image of ``features`` (clip.zarr, its ``layer``),
+    """Write ``out`` with the zero-shot depth of every image of ``features`` (backbone.zarr, its ``layer``),
     ``batch_size`` images at a time; return ``out``. ``head_id``: the head's identity
     (:func:`depthcore.artifacts.head_identity`), recorded in the attrs as ``head``."""
     cached = Store(features, required=(layer,))
@@ -63,9 +63,9 @@ def run_zeroshot(paths, *, key: str | None, batch_size: int, progress: bool = Tr
     """The zeroshot stage: the head artifact over the cached layer it reads of every image, into
     ``zeroshot.zarr`` (a store without depth for a backbone without a text tower)."""
     if not has_head(paths.clip_head):
-        return write_no_zeroshot(paths.clip_features, paths.zeroshot, head_id=head_identity(paths.clip_head))
+        return write_no_zeroshot(paths.features, paths.zeroshot, head_id=head_identity(paths.clip_head))
     return predict_zeroshot(
-        paths.clip_features,
+        paths.features,
         paths.zeroshot,
         head=load_head(paths.clip_head),
         head_id=head_identity(paths.clip_head),

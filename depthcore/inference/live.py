@@ -2,9 +2,9 @@
 
 A checkpoint records what every computed input it read depends on (:mod:`depthcore.training.checkpoint`): the
 CLIP weights' manifest behind the cached layers, the zero-shot map's head (SHA-256) and CLIP, the segmenter and
-its settings. :class:`LivePredictor` rebuilds each from the local ``fetch_clip`` / ``fetch_sam`` folders and the
+its settings. :class:`LivePredictor` rebuilds each from the local ``fetch_backbone`` / ``fetch_sam`` folders and the
 ``clip_head`` artifact, and refuses, naming the stage that provides them, when these are not the recorded ones.
-It then runs the same code as the caching stages (:func:`depthcore.features.clip.clip_views`,
+It then runs the same code as the caching stages (:func:`depthcore.features.backbone.clip_views`,
 :func:`depthcore.models.heads.depthclip.zeroshot_depth`, the segmenters) and the same sample construction as
 training (:func:`depthcore.data.samples.sample_from_arrays`), so a dataset image predicted live gives the
 evaluate stage's prediction.
@@ -23,7 +23,7 @@ from depthcore.config.params import FelzenszwalbSection, SamSection
 from depthcore.data.batch import CLIP_PREFIX
 from depthcore.data.samples import sample_from_arrays
 from depthcore.errors import DepthcoreError
-from depthcore.features.clip import clip_views, features_attrs
+from depthcore.features.backbone import clip_views, features_attrs
 from depthcore.features.segments import SamSegmenter, Segmenter, felzenszwalb_segmenter, segment_none
 from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_tensor
 from depthcore.models.adapters.base import DepthAdapter
@@ -40,9 +40,9 @@ class PredictError(DepthcoreError, ValueError):
     """Live prediction cannot rebuild what the model needs (other weights, another head, an unknown segmenter)."""
 
 
-def _clip_weights(weights_dir: Path, recorded: dict[str, Any], what: str) -> None:
-    """PredictError unless the ``fetch_clip`` folder holds the ``recorded`` backbone weights."""
-    local = read_manifest(weights_dir, stage="fetch_clip")
+def _backbone_weights_match(weights_dir: Path, recorded: dict[str, Any], what: str) -> None:
+    """PredictError unless the ``fetch_backbone`` folder holds the ``recorded`` backbone weights."""
+    local = read_manifest(weights_dir, stage="fetch_backbone")
     if local != recorded:
         backbone = recorded.get("backbone", "clip_rn50")
         settings = (
@@ -51,7 +51,7 @@ def _clip_weights(weights_dir: Path, recorded: dict[str, Any], what: str) -> Non
             else f"backbones.{backbone}.pretrained: {recorded.get('pretrained')}"
         )
         raise PredictError(
-            f"{what} weights {recorded}, but {weights_dir} holds {local}: run `dvc repro fetch_clip` with "
+            f"{what} weights {recorded}, but {weights_dir} holds {local}: run `dvc repro fetch_backbone` with "
             f"backbone: {backbone} and {settings}"
         )
 
@@ -116,21 +116,23 @@ class LivePredictor:
         cls,
         path: Path | str,
         *,
-        clip_weights: Path,
+        backbone_weights: Path,
         head: Path,
         sam_weights: Path,
         device: torch.device,
         points_per_batch: int = 64,
     ) -> LivePredictor:
-        """The adapter of checkpoint ``path`` with what it reads rebuilt from the ``fetch_clip`` folder
-        ``clip_weights``, the ``clip_head`` artifact ``head`` and the ``fetch_sam`` folder ``sam_weights``."""
+        """The adapter of checkpoint ``path`` with what it reads rebuilt from the ``fetch_backbone`` folder
+        ``backbone_weights``, the ``clip_head`` artifact ``head`` and the ``fetch_sam`` folder ``sam_weights``."""
         meta, state = load_checkpoint(path)
         cfg = checkpoint_config(meta)
         keys, layers = cfg.batch_keys(), cfg.cached_layers()
         backbone = zs_head = segmenter = attrs = None
         zs_layer = HEAD_LAYER
         if layers:
-            _clip_weights(clip_weights, meta["features"]["weights"], "the model was trained on features of")
+            _backbone_weights_match(
+                backbone_weights, meta["features"]["weights"], "the model was trained on features of"
+            )
         if "zeroshot" in keys:
             recorded = meta["inputs"]["zeroshot"]["head"]
             local = head_identity(head)
@@ -140,7 +142,7 @@ class LivePredictor:
                     f"{local['sha256'][:12]}: run `dvc repro clip_head` with the depthclip and clip params the "
                     "model was trained with"
                 )
-            _clip_weights(clip_weights, recorded["weights"], "the model's zero-shot depth came from")
+            _backbone_weights_match(backbone_weights, recorded["weights"], "the model's zero-shot depth came from")
             zs_head = load_head(head)
             zs_layer = head_layer(head)
         if "segments" in keys:
@@ -148,7 +150,7 @@ class LivePredictor:
                 meta["inputs"]["segments"], weights_dir=sam_weights, device=device, points_per_batch=points_per_batch
             )
         if layers or zs_head is not None:
-            backbone = load_backbone(clip_weights)
+            backbone = load_backbone(backbone_weights)
         if layers:  # the crop, normalisation and layer shapes of live features: refused if the model's differ
             attrs = features_attrs(backbone, meta["features"]["weights"], layers)
         return cls(
@@ -162,9 +164,9 @@ class LivePredictor:
         )
 
     @classmethod
-    def zeroshot(cls, *, clip_weights: Path, head: Path, device: torch.device) -> LivePredictor:
-        """DepthCLIP zero-shot with the configured CLIP (the ``fetch_clip`` folder) and its ``clip_head`` artifact."""
-        _clip_weights(clip_weights, head_identity(head)["weights"], f"the head {head} was encoded by")
+    def zeroshot(cls, *, backbone_weights: Path, head: Path, device: torch.device) -> LivePredictor:
+        """DepthCLIP zero-shot with the configured CLIP (the ``fetch_backbone`` folder), its ``clip_head`` artifact."""
+        _backbone_weights_match(backbone_weights, head_identity(head)["weights"], f"the head {head} was encoded by")
         try:
             zs_head = load_head(head)
         except ArtifactError as exc:  # a backbone without a text tower
@@ -172,7 +174,7 @@ class LivePredictor:
         return cls(
             name="DepthCLIP zero-shot",
             model=None,
-            backbone=load_backbone(clip_weights),
+            backbone=load_backbone(backbone_weights),
             head=zs_head,
             head_layer=head_layer(head),
             device=device,

@@ -50,8 +50,8 @@ GRID_TOOL = "paper/grid.py"  # writes, checks and runs the grid
 # The upstream stages a row can vary, in pipeline order (a variant of one moves what the later ones read).
 VARIANT_STAGES = (
     "backbone",
-    "fetch_clip",
-    "clip_features",
+    "fetch_backbone",
+    "features",
     "segments",
     "pairs",
     "clip_head",

@@ -8,7 +8,7 @@ from depthcore.config.paths import Paths
 from depthcore.data.pairs import write_pairs
 from depthcore.data.prepare import fetch_data, prepare_dataset
 from depthcore.data.splits import write_validation_split
-from depthcore.features.clip import cache_clip_features
+from depthcore.features.backbone import cache_features
 from depthcore.features.head import write_head
 from depthcore.features.segments import write_segments
 from depthcore.features.zeroshot import run_zeroshot
@@ -26,22 +26,22 @@ def build_inputs(params, paths: Paths) -> Paths:
     selected = write_selected(params, paths.backbone_settings)
     fetch_backbone_weights(
         selected,
-        paths.clip_weights,
-        local_dir=paths.local_clip_weights,
+        paths.backbone_weights,
+        local_dir=paths.local_backbone_weights,
         downloads=paths.weights_downloads,
         progress=False,
     )
     fetch_sam_weights(params.sam, paths.sam_weights, local_dir=paths.local_sam_weights, progress=False)
-    cache_clip_features(
-        paths.clip_weights,
+    cache_features(
+        paths.backbone_weights,
         paths.dataset,
-        paths.clip_features,
+        paths.features,
         paths.clip_shallow,
         layers=tuple(selected["layers"]),
         key=None,
-        batch_size=params.runtime.clip_batch_size,
+        batch_size=params.runtime.features_batch_size,
     )
-    write_head(paths.clip_weights, params.depthclip, paths.clip_head)
+    write_head(paths.backbone_weights, params.depthclip, paths.clip_head)
     run_zeroshot(paths, key=None, batch_size=params.runtime.eval_batch_size, progress=False)
     write_segments(
         params.segments,

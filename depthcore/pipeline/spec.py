@@ -86,11 +86,11 @@ STAGES: tuple[StageSpec, ...] = (
         plugins="backbones",
     ),
     StageSpec(
-        "fetch_clip",
-        "fetch_clip: the selected backbone's weights (clip_rn50: those clip.pretrained names); weights/clip/ holds "
-        "user files (tracked by content); releases are kept in data/weights/downloads/ for a switch back",
-        deps=("backbone_settings", "local_clip_weights"),
-        outs=(Out("clip_weights", persist=True),),
+        "fetch_backbone",
+        "fetch_backbone: the selected backbone's weights (clip_rn50: those clip.pretrained names); weights/backbone/ "
+        "holds user files (tracked by content); releases are kept in data/weights/downloads/ for a switch back",
+        deps=("backbone_settings", "local_backbone_weights"),
+        outs=(Out("backbone_weights", persist=True),),
     ),
     StageSpec(
         "fetch_sam",
@@ -121,16 +121,16 @@ STAGES: tuple[StageSpec, ...] = (
         params=("pairs",),
     ),
     StageSpec(
-        "clip_features",
-        "clip_features: the selected backbone's cached layers, and the CLIP stem + layer1 weights adapters compute "
+        "features",
+        "features: the selected backbone's cached layers, and the CLIP stem + layer1 weights adapters compute "
         "those layers with",
-        deps=("dataset", "clip_weights", "backbone_settings"),
-        outs=(Out("clip_features"), Out("clip_shallow")),
+        deps=("dataset", "backbone_weights", "backbone_settings"),
+        outs=(Out("features"), Out("clip_shallow")),
     ),
     StageSpec(
         "clip_head",
         "clip_head: the small CLIP artifact of the zero-shot head (prompt embeddings; none without a text tower)",
-        deps=("clip_weights", "backbone_settings"),
+        deps=("backbone_weights", "backbone_settings"),
         outs=(Out("clip_head"),),
         params=("depthclip",),
     ),
@@ -156,7 +156,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "zeroshot",
         "zeroshot: DepthCLIP's zero-shot depth of every image, from the cached layer4",
-        deps=("clip_features", "clip_head"),
+        deps=("features", "clip_head"),
         outs=(Out("zeroshot"),),
     ),
     StageSpec(
@@ -172,7 +172,7 @@ STAGES: tuple[StageSpec, ...] = (
         "loss read, the params keys its output is a function of, and the hashes of the chosen adapter's and "
         "loss's code; train and evaluate depend on this file, so an artifact, a setting or a plugin the run does "
         "not use never re-runs them",
-        deps=("dataset", "split", "pairs", "clip_features", "clip_shallow", "clip_head", "segments", "zeroshot"),
+        deps=("dataset", "split", "pairs", "features", "clip_shallow", "clip_head", "segments", "zeroshot"),
         outs=(Out("train_inputs"),),
         params=("seed", "adapter", "adapters", "loss", "losses", "train"),
         plugins="all",

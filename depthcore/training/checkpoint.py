@@ -65,7 +65,7 @@ def load_checkpoint(path: Path | str) -> tuple[dict[str, Any], dict[str, torch.T
 
 
 def feature_identity(attrs: Mapping[str, Any], layers: tuple[str, ...]) -> dict[str, Any]:
-    """What the CLIP features an adapter reads depend on (from clip.zarr attrs), for ``layers``."""
+    """What the CLIP features an adapter reads depend on (from backbone.zarr attrs), for ``layers``."""
     out = {key: attrs.get(key) for key in FEATURE_IDENTITY_KEYS}
     out["layers"] = {name: attrs.get("layers", {}).get(name) for name in layers}
     return json.loads(json.dumps(out))
@@ -97,7 +97,7 @@ def build_from_checkpoint(
 ) -> DepthAdapter:
     """The adapter a checkpoint holds, with its weights (strict).
 
-    ``adapter``: the adapter the caller expects (params); ``features_attrs``: attrs of the clip.zarr the
+    ``adapter``: the adapter the caller expects (params); ``features_attrs``: attrs of the backbone.zarr the
     model will read. A checkpoint of another adapter, or trained on other features, is refused.
     """
     name = meta["adapter"]

@@ -57,7 +57,7 @@ def adapter_context(params, paths: Paths, features: dict[str, Any]) -> AdapterCo
 def build_run(params, paths: Paths) -> Run:
     """The context, loss and splits of the run ``params`` describes."""
     cfg = params.adapter_config
-    features = Store(paths.clip_features).attrs if cfg.cached_layers() else {}
+    features = Store(paths.features).attrs if cfg.cached_layers() else {}
     context = adapter_context(params, paths, features)
     loss = build_loss(params.loss, cfg=params.loss_config, smoothness=loss_smoothness(params))
     dataset = Store(paths.dataset, required=("rgb", "depth"))

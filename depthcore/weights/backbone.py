@@ -1,10 +1,10 @@
 """The selected backbone, end to end up to its weights: what the ``backbone`` stage records of it, what the
-``fetch_clip`` stage puts in its weights folder, and the frozen model that folder describes.
+``fetch_backbone`` stage puts in its weights folder, and the frozen model that folder describes.
 
 ``backbone: clip_rn50`` (the paper's) keeps its settings in the ``clip`` section and its weights exactly as
 before (:mod:`depthcore.weights.fetch_clip`). Every other backbone (:mod:`depthcore.models.backbones.zoo`) has
 ``backbones.<name>``: ``pretrained`` (its release tag, ``none`` for seeded random weights, or a file under
-``weights/clip/``), ``init_seed`` and the ``layers`` to cache.
+``weights/backbone/``), ``init_seed`` and the ``layers`` to cache.
 
 The ``backbone`` stage writes ``backbone.json``: the selected backbone's settings alone and the content hashes
 of its module's code. The weights and feature stages depend on that file, not on the params, so editing another
@@ -76,7 +76,7 @@ def read_selected(path: Path | str) -> dict[str, Any]:
 def fetch_backbone_weights(
     selected: dict[str, Any], out_dir: Path | str, *, local_dir: Path, downloads: Path, progress: bool = True
 ) -> Path:
-    """The fetch_clip stage: make ``out_dir`` hold the weights ``selected`` (``backbone.json``) names and their
+    """The fetch_backbone stage: make ``out_dir`` hold the weights ``selected`` (``backbone.json``) names and their
     manifest (which also names the backbone); returns the manifest path. A release kept in ``downloads`` is
     re-linked instead of downloaded again."""
     name = selected["backbone"]
@@ -189,7 +189,7 @@ def announced_sha256(url: str, *, timeout_s: float = 30.0) -> str | None:
         headers = exc.headers
     except (urllib.error.URLError, OSError) as exc:
         raise DownloadError(
-            f"cannot reach {url} ({exc}): download it elsewhere into weights/clip/ and give that path as "
+            f"cannot reach {url} ({exc}): download it elsewhere into weights/backbone/ and give that path as "
             "pretrained, or run offline with pretrained: none"
         ) from None
     value = (headers.get(HF_SHA_HEADER) or "").strip('"').lower()
@@ -203,16 +203,16 @@ def manifest_backbone(manifest: dict[str, Any]) -> str:
 
 
 def load_backbone(weights_dir: Path | str):
-    """The frozen backbone that the fetch_clip folder ``weights_dir`` describes, on the CPU: for clip_rn50 the
+    """The frozen backbone that the fetch_backbone folder ``weights_dir`` describes, on the CPU: for clip_rn50 the
     :class:`~depthcore.models.backbones.clip.ClipBackbone` (as before the zoo), otherwise the zoo's
     :class:`~depthcore.models.backbones.zoo.base.FrozenBackbone`."""
-    manifest = read_manifest(weights_dir, stage="fetch_clip")
+    manifest = read_manifest(weights_dir, stage="fetch_backbone")
     name = manifest_backbone(manifest)
     if name == PAPER_BACKBONE:
         from depthcore.weights.clip import load_clip_backbone
 
         return load_clip_backbone(weights_dir)
-    path = weights_file(weights_dir, manifest, stage="fetch_clip")
+    path = weights_file(weights_dir, manifest, stage="fetch_backbone")
     state = None if path is None else state_dict_of(name, path)
     cfg = SimpleNamespace(init_seed=manifest.get("init_seed", 0), pretrained=manifest["pretrained"])
     return BACKBONES.get(name).build(cfg=cfg, state_dict=state)

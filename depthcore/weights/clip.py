@@ -1,4 +1,4 @@
-"""Reading a ``fetch_clip`` folder back: the state dict it holds and the frozen backbone it describes
+"""Reading a ``fetch_backbone`` folder back: the state dict it holds and the frozen backbone it describes
 (the folder is written by :mod:`depthcore.weights.fetch_clip`; everything downstream reads its manifest,
 never ``clip.pretrained`` itself)."""
 
@@ -26,7 +26,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except UnsafeFileError as exc:
             raise ClipError(
                 f"{exc}. (OpenAI's original TorchScript .pt files are converted by `clip.pretrained: openai`, "
-                "the fetch_clip stage.)"
+                "the fetch_backbone stage.)"
             ) from None
         except Exception as exc:
             raise ClipError(f"{path} is not a readable state dict ({type(exc).__name__}: {exc})") from exc
@@ -40,9 +40,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_clip_backbone(weights_dir: Path | str) -> ClipBackbone:
-    """The backbone described by the ``fetch_clip`` manifest in ``weights_dir``."""
-    manifest = read_manifest(weights_dir, stage="fetch_clip")
-    path = weights_file(weights_dir, manifest, stage="fetch_clip")
+    """The backbone described by the ``fetch_backbone`` manifest in ``weights_dir``."""
+    manifest = read_manifest(weights_dir, stage="fetch_backbone")
+    path = weights_file(weights_dir, manifest, stage="fetch_backbone")
     if path is None:
         return build_clip_backbone(model=manifest["model"], init_seed=manifest["init_seed"])
     return build_clip_backbone(model=manifest["model"], state_dict=load_state_dict(path), source=str(path))

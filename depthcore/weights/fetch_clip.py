@@ -1,4 +1,5 @@
-"""The ``fetch_clip`` stage: the CLIP weights ``clip.pretrained`` names, into the stage's output folder.
+"""The ``fetch_backbone`` stage for ``backbone: clip_rn50``: the CLIP weights ``clip.pretrained`` names, into the
+stage's output folder.
 
 ``clip.pretrained`` is
 
@@ -6,7 +7,7 @@
   OpenAI embeds in the URL), downloaded (resumable, verified) and converted once from the TorchScript
   archive into ``<model>-openai.safetensors`` (deterministic bytes, no pickle);
 - ``none``: the architecture with random weights seeded by ``clip.init_seed`` (the offline mode);
-- a file under ``weights/clip/`` (the ``fetch_clip`` stage depends on that folder, so DVC tracks the
+- a file under ``weights/backbone/`` (the ``fetch_backbone`` stage depends on that folder, so DVC tracks the
   file's content): a plain open_clip / OpenAI state dict (``.pt``, ``.bin`` or ``.safetensors``),
   copied into the output.
 
@@ -55,7 +56,7 @@ def _fetch_openai(model: str, out_dir: Path, progress: bool) -> dict[str, Any]:
             f"{sorted(set(open_clip.list_pretrained_models_by_tag(PRETRAINED_OPENAI)) & set(resnet_models()))}"
         )
     target = out_dir / f"{model}-openai.safetensors"
-    previous = read_manifest(out_dir, stage="fetch_clip") if (out_dir / MANIFEST).exists() else {}
+    previous = read_manifest(out_dir, stage="fetch_backbone") if (out_dir / MANIFEST).exists() else {}
     if target.exists() and previous.get("file") == target.name and sha256_of(target) == previous.get("sha256"):
         return {"file": target.name, "sha256": previous["sha256"], "url": url}
     # OpenAI publishes the SHA-256 of each file as the last folder of its URL.

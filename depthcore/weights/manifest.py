@@ -1,6 +1,6 @@
 """What the CLIP and SAM weight folders share: user files under ``weights/<model>/``, and the manifest.
 
-A ``fetch_clip`` / ``fetch_sam`` output folder holds exactly the weights in use plus ``weights.json``
+A ``fetch_backbone`` / ``fetch_sam`` output folder holds exactly the weights in use plus ``weights.json``
 (model, tag, file, SHA-256); stages downstream read the manifest, never the params that chose it.
 """
 

@@ -143,7 +143,7 @@ class AdapterContext:
 
     @classmethod
     def from_features(cls, attrs: Mapping[str, Any], **kwargs) -> AdapterContext:
-        """The context of a clip.zarr store, from its attrs (input size, per-layer channels and stride)."""
+        """The context of a backbone.zarr store, from its attrs (input size, per-layer channels and stride)."""
         layers = attrs["layers"]
         return cls(
             image_size=tuple(attrs["input_size"]),

@@ -2,7 +2,7 @@
 
 Only OpenAI's ModifiedResNet image towers (open_clip ``RN*`` models) are supported: their
 stem / layer1..layer4 structure gives the feature pyramid that DepthCLIP and the adapters use.
-Weights are given as a state dict (the ``fetch_clip`` stage's folder is read by :mod:`depthcore.weights.clip`).
+Weights are given as a state dict (the ``fetch_backbone`` stage's folder is read by :mod:`depthcore.weights.clip`).
 
 Random weights (``clip.pretrained: none``, the offline mode) are made informative. With open_clip's
 own random init (PyTorch's default conv scale, the last BatchNorm of every bottleneck at zero, and

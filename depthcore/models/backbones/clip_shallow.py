@@ -7,7 +7,7 @@ the full CLIP.
 
 Usage (the artifact's file I/O is :mod:`depthcore.artifacts`)::
 
-    state = shallow_state_dict(clip_model.visual)   # exact tensors + "config.*" entries (the clip_features stage)
+    state = shallow_state_dict(clip_model.visual)   # exact tensors + "config.*" entries (the features stage)
     shallow = build_clip_shallow(state_dict=state)
     shallow(images)  # {"stem": B x C x H/2 x W/2, "layer1": B x 4C x H/4 x W/4}
 """

@@ -99,7 +99,7 @@ class WeightsRelease:
 
     ``tag``: the ``pretrained`` value that selects it; ``sha256``: the pinned hex digest of the file at ``url``, or
     None where the server announces it at download time (Hugging Face LFS files: the X-Linked-Etag header);
-    ``format``: 'openai_jit' (OpenAI's TorchScript archive, converted to a plain state dict as fetch_clip does),
+    ``format``: 'openai_jit' (OpenAI's TorchScript archive, converted to a plain state dict as fetch_backbone does),
     'safetensors', or 'torch' (a plain pickle of tensors, ``torch.load(weights_only=True)``).
     """
 

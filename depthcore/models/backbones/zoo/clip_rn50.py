@@ -4,7 +4,7 @@ DepthCLIP head reading layer4.
 
 Its settings stay the ``clip`` section (model, pretrained, init_seed, cache_layers), given to the builder as
 ``clip``; its ``backbones`` settings are empty. Input: the 416 x 544 crop, not resized, normalised with ImageNet
-statistics (DepthCLIP's choice, exactly :func:`depthcore.features.clip.preprocess`'s normalisation).
+statistics (DepthCLIP's choice, exactly :func:`depthcore.features.backbone.preprocess`'s normalisation).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ MODEL = "RN50-quickgelu"  # the paper's; the clip section's model may name anoth
 ZEROSHOT_LAYER = "layer4"
 FACTS = BackboneFacts(layers=CLIP_LAYERS, class_token=False, text=True, zeroshot_layer=ZEROSHOT_LAYER)
 # OpenAI's RN50 (open_clip.get_pretrained_url('RN50-quickgelu', 'openai')); the SHA-256 is the URL's second-to-last
-# folder. The fetch_clip stage (clip.pretrained: openai) downloads and converts it.
+# folder. The fetch_backbone stage (clip.pretrained: openai) downloads and converts it.
 OPENAI_URL = (
     "https://openaipublic.azureedge.net/clip/models/"
     "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt"

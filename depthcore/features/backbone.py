@@ -1,5 +1,5 @@
-"""Cached multi-scale features of the selected backbone: ``dataset.zarr`` -> ``clip.zarr`` (the clip_features
-stage; the names are the paper's backbone's, CLIP RN50, and hold whichever backbone ``backbone`` selects).
+"""Cached multi-scale features of the selected backbone: ``dataset.zarr`` -> ``backbone.zarr`` (the ``features``
+stage, for whichever backbone ``backbone`` selects).
 
 For every image: crop to the DepthCLIP input (rows 56:472, cols 60:604 -> 416 x 544), scale to
 [0, 1], turn it into the backbone's input (:meth:`preprocess`: for CLIP RN50 normalised with ImageNet mean /
@@ -8,7 +8,7 @@ backbone on the image and on its horizontal mirror image, and store each cached 
 ``<layer>`` (N, 2, C, h, w) float16 (index 1 of axis 1 = the mirrored image, its features not
 flipped back) and, for backbones with a class token, ``<layer>_cls`` (N, 2, C). One chunk per image and
 view, so a training sample decompresses only the view it uses; byte-shuffled zstd (Blosc), written in batches
-at ``clip.zarr.partial`` and renamed when complete; a rerun of the same work resumes at the first
+at ``backbone.zarr.partial`` and renamed when complete; a rerun of the same work resumes at the first
 unfinished image and gives the same store as an uninterrupted run.
 
 The attrs record what the features depend on (weights manifest, crop, normalisation, layer shapes);
@@ -86,7 +86,7 @@ def layer_grid(spec, crop_size: tuple[int, int]) -> tuple[int, int]:
 def features_attrs(backbone, weights: dict[str, Any], layers: tuple[str, ...]) -> dict[str, Any]:
     """The attrs of a features store: what the features depend on and how each layer is laid out.
 
-    weights: the ``fetch_clip`` manifest (backbone, model, tag, SHA-256). ``input_size`` is the crop the
+    weights: the ``fetch_backbone`` manifest (backbone, model, tag, SHA-256). ``input_size`` is the crop the
     adapters predict on; ``network_input`` what the backbone was fed."""
     height, width = crop_shape(DEPTHCLIP_CROP)
     specs = backbone.layer_specs
@@ -122,7 +122,7 @@ def clip_views(backbone, rgb: np.ndarray, layers: tuple[str, ...]) -> dict[str, 
     """The stored features of a batch of frames: ``rgb`` B x 480 x 640 x 3 uint8 -> layer -> B x 2 x C x h x w
     float16 (view 0: the image, view 1: its mirror image, features not flipped back; ``<layer>_cls`` B x 2 x C
     for a backbone with a class token), computed on the device the backbone is on (float16 autocast on CUDA),
-    one image (and its mirror) at a time: the bytes do not depend on B. What ``clip.zarr`` holds, and what live
+    one image (and its mirror) at a time: the bytes do not depend on B. What ``backbone.zarr`` holds, and what live
     prediction computes. ``backbone``: a ClipBackbone (CLIP RN50, ImageNet statistics on the crop) or any zoo
     backbone (its own ``preprocess`` of the [0, 1] crop)."""
     device = next(backbone.parameters()).device
@@ -139,7 +139,7 @@ def clip_views(backbone, rgb: np.ndarray, layers: tuple[str, ...]) -> dict[str, 
     }
 
 
-def extract_clip_features(
+def extract_features(
     dataset: Path | str,
     out: Path | str,
     *,
@@ -151,7 +151,7 @@ def extract_clip_features(
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Write ``out`` (clip.zarr) with ``layers`` of every image of ``dataset``; return ``out``.
+    """Write ``out`` (backbone.zarr) with ``layers`` of every image of ``dataset``; return ``out``.
 
     Runs on ``device`` (default: CUDA with float16 autocast when available, else CPU float32). A run
     interrupted and restarted with the same ``key`` resumes at the first unfinished image; the result
@@ -171,7 +171,7 @@ def extract_clip_features(
         for name, shape in shapes.items()
     }
     backbone = backbone.to(device)
-    with tqdm(total=n, initial=store.done, unit="img", desc="clip_features", disable=not progress) as bar:
+    with tqdm(total=n, initial=store.done, unit="img", desc="features", disable=not progress) as bar:
         for lo in range(store.done, n, batch_size):
             hi = min(lo + batch_size, n)
             views = clip_views(backbone, data.read("rgb", slice(lo, hi)), layers)
@@ -189,7 +189,7 @@ def cached_layers(backbone, layers: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(layers) + ((extra,) if extra and extra not in layers and extra != "layer4" else ())
 
 
-def cache_clip_features(
+def cache_features(
     weights_dir: Path | str,
     dataset: Path | str,
     out: Path | str,
@@ -200,16 +200,16 @@ def cache_clip_features(
     batch_size: int = 4,
     device: torch.device | str | None = None,
 ) -> Path:
-    """The clip_features stage: the backbone of the ``fetch_clip`` folder over every image of ``dataset`` on
+    """The features stage: the backbone of the ``fetch_backbone`` folder over every image of ``dataset`` on
     ``device``, and the frozen CLIP stem + layer1 weights (``shallow_out``) that adapters computing those layers
     need (an artifact naming the backbone and holding no weights for a backbone without a ResNet stem)."""
     backbone = load_backbone(weights_dir)
-    weights = read_manifest(weights_dir, stage="fetch_clip")
+    weights = read_manifest(weights_dir, stage="fetch_backbone")
     if isinstance(backbone, ClipBackbone):
         save_shallow(shallow_out, shallow_state_dict(backbone.clip.visual))
     else:
         save_no_shallow(shallow_out, backbone=weights.get("backbone", ""))
-    return extract_clip_features(
+    return extract_features(
         dataset,
         out,
         backbone=backbone,

@@ -1,5 +1,6 @@
-"""DVC stage fetch_clip: the weights of the selected backbone (backbone.json; for clip_rn50 the CLIP weights
-clip.pretrained names) into data/weights/clip/ (+ weights.json); releases are also kept in data/weights/downloads/."""
+"""DVC stage fetch_backbone: the weights of the selected backbone (backbone.json; for clip_rn50 the CLIP weights
+clip.pretrained names) into data/weights/backbone/ (+ weights.json); releases are also kept in
+data/weights/downloads/."""
 
 from common import run
 
@@ -10,8 +11,8 @@ def main(stage):
     paths = stage.paths
     manifest = fetch_backbone_weights(
         read_selected(paths.backbone_settings),
-        paths.clip_weights,
-        local_dir=paths.local_clip_weights,
+        paths.backbone_weights,
+        local_dir=paths.local_backbone_weights,
         downloads=paths.weights_downloads,
     )
     print(f"ready: {manifest}")

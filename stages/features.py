@@ -1,23 +1,23 @@
-"""DVC stage clip_features: dataset.zarr -> data/features/clip.zarr (the selected backbone's cached layers, image +
+"""DVC stage features: dataset.zarr -> data/features/backbone.zarr (the selected backbone's cached layers, image +
 mirror image) and data/features/clip_shallow.safetensors (the CLIP stem and layer1 weights adapters compute those
 layers with; for another backbone, an artifact that names it and holds none)."""
 
 from common import run
 
-from depthcore.features.clip import cache_clip_features
+from depthcore.features.backbone import cache_features
 from depthcore.weights.backbone import read_selected
 
 
 def main(stage):
     p, paths = stage.params, stage.paths
-    out = cache_clip_features(
-        paths.clip_weights,
+    out = cache_features(
+        paths.backbone_weights,
         paths.dataset,
-        paths.clip_features,
+        paths.features,
         paths.clip_shallow,
         layers=tuple(read_selected(paths.backbone_settings)["layers"]),
         key=stage.key,
-        batch_size=p.runtime.clip_batch_size,
+        batch_size=p.runtime.features_batch_size,
         device=stage.device,
     )
     print(f"wrote {out}")

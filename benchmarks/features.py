@@ -1,6 +1,6 @@
-"""Benchmark the clip_features stage and the zero-shot head that reads its cache.
+"""Benchmark the features stage and the zero-shot head that reads its cache.
 
-Prints and writes benchmarks/results/clip_features.json:
+Prints and writes benchmarks/results/features.json:
 
 - feature extraction speed at 416 x 544 (images/s, each image also run mirrored), backbone only
   and end to end (preprocess + backbone + compress + write), on CPU and on CUDA when available;
@@ -14,10 +14,10 @@ Prints and writes benchmarks/results/clip_features.json:
 Runs offline on rendered synthetic rooms with seeded random weights by default. Random-init
 activations compress differently from pretrained ones (about half the values are exactly zero
 after the ReLUs either way, but the magnitude distributions differ): treat the sizes as indicative
-and rerun with ``--weights-dir data/weights/clip`` (a ``fetch_clip`` folder) on a machine with the weights.
+and rerun with ``--weights-dir data/weights/backbone`` (a ``fetch_backbone`` folder) on a machine with the weights.
 
-    python benchmarks/clip_features.py                # ~2 min on 2 CPU cores
-    python benchmarks/clip_features.py --images 8 --batch-size 4
+    python benchmarks/features.py                # ~2 min on 2 CPU cores
+    python benchmarks/features.py --images 8 --batch-size 4
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import zarr
 from depthcore.config.params import load_params
 from depthcore.data.prepare import fetch_data, prepare_dataset
 from depthcore.data.store import Store
-from depthcore.features.clip import FEATURE_COMPRESSOR, extract_clip_features, preprocess
+from depthcore.features.backbone import FEATURE_COMPRESSOR, extract_features, preprocess
 from depthcore.features.head import build_depthclip_head
 from depthcore.geometry.frame import CLIP_LAYERS
 from depthcore.models.backbones.clip import build_clip_backbone
@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 NYU_IMAGES = 1449
 SIZE_LIMIT_GB = 20.0
-RESULTS = Path(__file__).parent / "results" / "clip_features.json"
+RESULTS = Path(__file__).parent / "results" / "features.json"
 
 
 def _array_bytes(path: Path) -> int:
@@ -118,7 +118,7 @@ def main() -> None:
         "--images", type=int, default=3, help="synthetic images to extract (default 3, the fewest rooms a split takes)"
     )
     parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--weights-dir", default=None, help="a fetch_clip folder (default: seeded random RN50)")
+    parser.add_argument("--weights-dir", default=None, help="a fetch_backbone folder (default: seeded random RN50)")
     parser.add_argument("--repeats", type=int, default=1, help="timed backbone batches per device")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -128,7 +128,10 @@ def main() -> None:
     defaults = load_params(REPO / "params.yaml")
     default_layers = defaults.clip.cache_layers
     if args.weights_dir:
-        backbone, weights = load_clip_backbone(args.weights_dir), read_manifest(args.weights_dir, stage="fetch_clip")
+        backbone, weights = (
+            load_clip_backbone(args.weights_dir),
+            read_manifest(args.weights_dir, stage="fetch_backbone"),
+        )
     else:
         backbone = build_clip_backbone(model=defaults.clip.model)
         weights = {"model": defaults.clip.model, "pretrained": "none", "init_seed": 0}
@@ -167,9 +170,9 @@ def main() -> None:
             speed["cuda_device"] = torch.cuda.get_device_name()
             backbone = backbone.cpu()
         start = time.perf_counter()
-        store = extract_clip_features(
+        store = extract_features(
             dataset,
-            tmp / "clip.zarr",
+            tmp / "backbone.zarr",
             backbone=backbone,
             weights=weights,
             layers=CLIP_LAYERS,

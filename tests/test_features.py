@@ -1,4 +1,4 @@
-"""clip_features: preprocessing order, store layout and attrs, resume after a kill (skipping the finished
+"""features: preprocessing order, store layout and attrs, resume after a kill (skipping the finished
 images), and a fresh start when the inputs changed."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import zarr
 from conftest import tiny_backbone
 
 from depthcore.data.store import Store, StoreError
-from depthcore.features.clip import extract_clip_features, preprocess
+from depthcore.features.backbone import extract_features, preprocess
 from depthcore.geometry.frame import IMAGENET_MEAN, IMAGENET_STD
 from depthcore.models.backbones.clip import ClipBackbone
 
@@ -19,7 +19,7 @@ WEIGHTS = {"model": "RN50-quickgelu", "pretrained": "none", "init_seed": 0, "fil
 
 
 def extract(dataset, out, backbone, layers, key=None, batch_size=2):
-    return extract_clip_features(
+    return extract_features(
         dataset, out, backbone=backbone, weights=WEIGHTS, layers=layers, key=key, batch_size=batch_size, progress=False
     )
 
@@ -39,7 +39,7 @@ def test_preprocess_crops_then_normalises():
 
 def test_store_layout_attrs_and_flip_view(synthetic_dataset, tmp_path):
     backbone = tiny_backbone()
-    out = extract(synthetic_dataset, tmp_path / "clip.zarr", backbone, ("stem", "layer4"), batch_size=4)
+    out = extract(synthetic_dataset, tmp_path / "backbone.zarr", backbone, ("stem", "layer4"), batch_size=4)
     group = zarr.open_group(str(out), mode="r")
     n = zarr.open_group(str(synthetic_dataset), mode="r")["rgb"].shape[0]
     assert sorted(group.array_keys()) == ["layer4", "stem"]
