@@ -68,7 +68,6 @@ from depthcore.data.synthetic import render_sample
 from depthcore.features.backbone import CLS_SUFFIX, N_VIEWS, cached_layers, crop_rgb, extract_features
 from depthcore.losses.silog import masked_silog
 from depthcore.models.adapters.base import AdapterContext, clip_key
-from depthcore.models.adapters.linear_probe import NYU_TRAIN_IMAGES
 from depthcore.models.adapters.registry import build_adapter
 from depthcore.models.backbones.zoo.base import parameter_count
 from depthcore.models.backbones.zoo.registry import BACKBONES, build_backbone
@@ -80,6 +79,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "backbones.json"
 NYU_IMAGES = 1449  # every labelled NYUv2 image gets features
 NYU_LABELLED_TRAIN = 795
+NYU_TRAIN_IMAGES = 716  # the labelled training images less the 10 % val carve (by scene)
 NYU_VAL_IMAGES = NYU_LABELLED_TRAIN - NYU_TRAIN_IMAGES  # the 10 % val carve: 79
 PROBES = ("linear_probe", "dpt_probe")
 FEATURE_BYTES = 2  # float16

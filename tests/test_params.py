@@ -3,6 +3,7 @@ pass through unchanged, and defaults live in params.yaml only."""
 
 from __future__ import annotations
 
+import re
 import typing
 
 import pytest
@@ -49,6 +50,9 @@ def test_no_section_holds_a_default():
         ({"adapter": "dpt"}, r"params 'adapter': unknown value 'dpt'; valid values are \[.*'msa'\]"),
         ({"train.amp": "yes please"}, r"params 'train.amp'"),
         ({"adapters.clip_adapter.image": False, "adapters.clip_adapter.text": False}, "nothing would be trained"),
+        ({"presets.msa.momentum": None}, r"params 'presets.msa': \['momentum'\] must be set exactly when used"),
+        ({"presets.linear_probe.gamma": 0.5}, r"params 'presets.linear_probe': \['gamma'\] must be set exactly"),
+        ({"presets.eigen.refine.lr": 0}, r"params 'presets.eigen.refine.lr': input should be greater than 0"),
     ],
 )
 def test_bad_values_name_the_dotted_key(overrides, message):
@@ -119,3 +123,28 @@ def test_every_error_is_reported_at_once():
     with pytest.raises(ConfigError) as info:
         make_params({"train.lr": 0, "data.source": "kitti"})
     assert "train.lr" in str(info.value) and "data.source" in str(info.value)
+
+
+def test_what_params_yaml_shows_is_what_runs():
+    """Every adapter, loss and backbone is listed where params.yaml names the choice, and a published preset's
+    settings are params.yaml's presets.<adapter> (each part for a two-phase adapter), not values hidden in code."""
+    from depthcore.losses.registry import LOSSES
+    from depthcore.models.adapters.registry import ADAPTERS
+    from depthcore.models.backbones.zoo.registry import BACKBONES
+    from depthcore.training.settings import phase_settings
+
+    lines = (REPO / "params.yaml").read_text().splitlines()
+    for key, registry in (("adapter", ADAPTERS), ("loss", LOSSES), ("backbone", BACKBONES)):
+        comment = next(line for line in lines if line.startswith(f"{key}:")).split("#", 1)[1]
+        assert set(registry.names()) <= set(re.findall(r"[a-z0-9_]+", comment)), (key, comment)
+    raw = default_raw()
+    for adapter in ADAPTERS.names():
+        params = make_params(
+            {"adapter": adapter, "backbone": "dinov2_vits14"} if "probe" in adapter else {"adapter": adapter}
+        )
+        for phase, settings in phase_settings(params).items():
+            preset = raw["presets"][adapter]
+            preset = preset[params.adapter_config.preset_part(phase)] if params.adapter_config.preset_parts else preset
+            assert {k: getattr(settings, k) for k, v in preset.items() if v is not None} == {
+                k: v for k, v in preset.items() if v is not None
+            }, (adapter, phase)

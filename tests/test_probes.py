@@ -17,6 +17,7 @@ from depthcore.models.adapters.base import AdapterContext, clip_key
 from depthcore.models.adapters.dpt_probe import DptProbeConfig
 from depthcore.models.adapters.linear_probe import LinearProbeConfig
 from depthcore.models.adapters.registry import build_adapter
+from depthcore.training.settings import training_settings
 
 NYU = (416, 544)
 VIT_GRIDS = {"dinov2": (30, 39), "clip_vit_b16": (26, 34), "sam_vit_b": (49, 64)}
@@ -195,15 +196,16 @@ def test_batch_keys():
     assert rn.batch_keys() == ("clip_layer1", "clip_layer2", "clip_layer3", "clip_layer4")
 
 
-def test_published_training_is_backbone_free():
-    for name in CONFIGS:
-        settings = probe_cfg(name).published_training("")
-        assert settings == probe_cfg(name, layers=list(RESNET), class_token=False).published_training("")
-        assert settings["optimizer"] == "adamw" and settings["schedule"] == "cosine"
-        assert make_params({"train.preset": "custom"} | {f"train.{k}": v for k, v in settings.items()})
-    # 38_400 steps at the published batch on ~716 training images
-    assert probe_cfg("linear_probe").published_training("")["epochs"] == 107
-    assert probe_cfg("dpt_probe").published_training("")["epochs"] == 429
+def test_published_presets_keep_the_references_optimiser_steps_for_every_backbone():
+    for name, batch in (("linear_probe", 2), ("dpt_probe", 8)):  # DINOv2's batch 2, Probe3D's 8
+        on_dino = make_params({"adapter": name, "backbone": "dinov2_vits14"}).preset("")
+        on_clip = make_params({"adapter": name, "backbone": "clip_vitb16"}).preset("")
+        assert on_dino == on_clip  # the same budget on every backbone
+        assert (on_dino.optimizer, on_dino.schedule, on_dino.batch_size) == ("adamw", "cosine", batch)
+        # DINOv2's 38,400 steps on depthcore's ~716 training images (795 labelled less the val carve)
+        assert on_dino.epochs == round(38_400 * batch / 716)
+        trained = training_settings(make_params({"adapter": name, "backbone": "dinov2_vits14"}), "")
+        assert (trained.lr, trained.epochs) == (on_dino.lr, on_dino.epochs)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

@@ -137,13 +137,13 @@ class SegmentsSection(Section):
 
 class TrainSection(Section):
     """``train``: the optimisation loop. ``preset: published`` uses the chosen adapter's published settings
-    (optimizer, lr, weight decay, momentum, schedule, epochs, batch size, smoothness) instead of the values
-    here; ``custom`` uses these. ``max_epochs`` caps the epochs either way (null: no cap). ``select``: the
-    checkpoint kept (best on the val split, or the last epoch). ``color_jitter``: each training image's RGB
-    (the adapter's input, not the cached CLIP features) scaled by U(1 - j, 1 + j). ``flip``: average (the
-    authors': image and mirror image forwarded with gradients, the loss on the mean of the two predictions
-    flipped back), random (one pass on the image or its mirror, with probability 1/2 each) or none. AMP on
-    CUDA only."""
+    (``presets.<adapter>``: optimizer, lr, weight decay, momentum, schedule, epochs, batch size, smoothness)
+    instead of the values here; ``custom`` uses these. ``max_epochs`` caps the epochs either way (null: no
+    cap). ``select``: the checkpoint kept (best on the val split, or the last epoch). ``color_jitter``: each
+    training image's RGB (the adapter's input, not the cached features) scaled by U(1 - j, 1 + j). ``flip``:
+    average (the authors': image and mirror image forwarded with gradients, the loss on the mean of the two
+    predictions flipped back), random (one pass on the image or its mirror, with probability 1/2 each) or none.
+    AMP on CUDA only."""
 
     preset: Literal["published", "custom"]
     max_epochs: Annotated[int, Field(ge=1)] | None
@@ -154,14 +154,51 @@ class TrainSection(Section):
     batch_size: Count
     lr: Positive
     weight_decay: NonNegative
-    optimizer: Literal["adam", "adamw", "sgd"]
+    optimizer: OptimizerName
     momentum: NonNegative
-    schedule: Literal["constant", "cosine", "step"]
+    schedule: ScheduleName
     step_epochs: Count
     gamma: Annotated[float, Field(gt=0, le=1)]
     flip: Literal["average", "random", "none"]
     amp: bool
     grad_clip: NonNegative
+
+
+OptimizerName = Literal["adam", "adamw", "sgd"]
+ScheduleName = Literal["constant", "cosine", "step"]
+
+
+class TrainPreset(Section):
+    """One published training preset (``presets.<adapter>``, or one part of it): the train keys it sets.
+    ``momentum`` is set for sgd and null otherwise; ``step_epochs`` and ``gamma`` for the step schedule and null
+    otherwise (a null key is not used by the preset's optimiser or schedule)."""
+
+    epochs: Count
+    batch_size: Count
+    optimizer: OptimizerName
+    lr: Positive
+    weight_decay: NonNegative
+    momentum: NonNegative | None
+    schedule: ScheduleName
+    step_epochs: Count | None
+    gamma: Annotated[float, Field(gt=0, le=1)] | None
+    smoothness: NonNegative
+
+    @model_validator(mode="after")
+    def _set_exactly_what_is_used(self) -> TrainPreset:
+        uses = {"momentum": self.optimizer == "sgd", "step_epochs": self.schedule == "step"}
+        uses["gamma"] = uses["step_epochs"]
+        wrong = [key for key, used in uses.items() if used != (getattr(self, key) is not None)]
+        if wrong:
+            raise ValueError(
+                f"{wrong} must be set exactly when used: momentum for optimizer sgd, step_epochs and gamma for "
+                f"schedule step (null otherwise); this preset has optimizer {self.optimizer}, schedule {self.schedule}"
+            )
+        return self
+
+    def values(self) -> dict[str, Any]:
+        """The train keys this preset sets (its null keys left out: the run does not use them)."""
+        return {key: value for key, value in self.model_dump().items() if value is not None}
 
 
 class PairsSection(Section):
@@ -211,7 +248,25 @@ def _plugin_sections(registry, key: str):
     return section, Literal[tuple(plugins)]  # type: ignore[valid-type]
 
 
+def _presets_section():
+    """``presets``: the published training of every adapter: a :class:`TrainPreset`, or one per part for an
+    adapter with ``preset_parts`` (the coarse/fine adapters: coarse, refine)."""
+    fields = {}
+    for name, plugin in ADAPTERS.all().items():
+        parts = plugin.config.preset_parts
+        if parts:
+            doc = f"``presets.{name}``: one preset per part ({', '.join(parts)})."
+            model = create_model(
+                f"{name.title()}Presets", __base__=Section, __doc__=doc, **{p: (TrainPreset, ...) for p in parts}
+            )
+            fields[name] = (model, ...)
+        else:
+            fields[name] = (TrainPreset, ...)
+    return create_model("PresetsSection", __base__=Section, __doc__=_presets_section.__doc__, **fields)
+
+
 AdaptersSection, AdapterName = _plugin_sections(ADAPTERS, "adapters")
+PresetsSection = _presets_section()
 BackbonesSection, BackboneName = _plugin_sections(BACKBONES, "backbones")
 LossesSection, LossName = _plugin_sections(LOSSES, "losses")
 
@@ -232,6 +287,7 @@ class Params(Section):
     adapter: AdapterName  # type: ignore[valid-type]
     loss: LossName  # type: ignore[valid-type]
     train: TrainSection
+    presets: PresetsSection  # type: ignore[valid-type]
     adapters: AdaptersSection  # type: ignore[valid-type]
     losses: LossesSection  # type: ignore[valid-type]
     paper: PaperSection
@@ -241,6 +297,12 @@ class Params(Section):
     def adapter_config(self):
         """The settings of the chosen adapter (``adapters.<adapter>``)."""
         return getattr(self.adapters, self.adapter)
+
+    def preset(self, phase: str) -> TrainPreset:
+        """The chosen adapter's published preset for training ``phase`` (``presets.<adapter>``, or its part)."""
+        preset = getattr(self.presets, self.adapter)
+        part = self.adapter_config.preset_part(phase)
+        return preset if part is None else getattr(preset, part)
 
     @property
     def backbone_layers(self) -> tuple[str, ...]:

@@ -174,7 +174,7 @@ STAGES: tuple[StageSpec, ...] = (
         "not use never re-runs them",
         deps=("dataset", "split", "pairs", "features", "clip_shallow", "clip_head", "segments", "zeroshot"),
         outs=(Out("train_inputs"),),
-        params=("seed", "adapter", "adapters", "loss", "losses", "train"),
+        params=("seed", "adapter", "adapters", "loss", "losses", "train", "presets"),
         plugins="all",
     ),
     StageSpec(

@@ -22,8 +22,8 @@ from depthcore.losses.registry import LOSSES
 from depthcore.models.adapters.registry import ADAPTERS
 from depthcore.training.settings import loss_batch_keys, phase_settings
 
-# train.* keys every run reads; the optimiser keys below only under ``preset: custom`` (a published preset sets
-# them) and some only with the optimiser or schedule that uses them.
+# train.* keys every run reads; the optimiser keys below only under ``preset: custom`` (under ``published`` the
+# chosen adapter's ``presets.<adapter>`` sets them) and some only with the optimiser or schedule that uses them.
 ALWAYS_TRAIN_KEYS = ("preset", "max_epochs", "select", "color_jitter", "flip", "amp", "grad_clip")
 OPTIMISER_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule")
 
@@ -54,7 +54,18 @@ def run_keys(params) -> list[str]:
         train |= {"momentum"} if any(s.optimizer == "sgd" for s in phases.values()) else set()
         train |= {"step_epochs", "gamma"} if any(s.schedule == "step" for s in phases.values()) else set()
         train |= {"smoothness"} if params.loss_config.uses_train_smoothness else set()
-    return keys + [f"train.{name}" for name in type(params.train).model_fields if name in train]
+    keys += [f"train.{name}" for name in type(params.train).model_fields if name in train]
+    if params.train.preset == "published":
+        keys += sorted(f"presets.{params.adapter}.{leaf}" for leaf in _leaves(getattr(params.presets, params.adapter)))
+    return keys
+
+
+def _leaves(section) -> list[str]:
+    """The dotted leaf keys below a params section (``coarse.lr``, ...)."""
+    leaves = []
+    for name, value in section.model_dump().items():
+        leaves += [f"{name}.{leaf}" for leaf in _leaves(getattr(section, name))] if isinstance(value, dict) else [name]
+    return leaves
 
 
 def plugin_files(params, *, loss: bool = True) -> list[str]:

@@ -7,11 +7,12 @@ from typing import Any
 
 
 def training_settings(params, phase: str):
-    """The train section in effect for ``phase``: the chosen adapter's published settings under
-    ``train.preset: published``, the values of params.yaml under ``custom``; capped by ``train.max_epochs``."""
+    """The train section in effect for ``phase``: the chosen adapter's published preset (``presets.<adapter>``)
+    under ``train.preset: published``, the values of the train section under ``custom``; capped by
+    ``train.max_epochs``."""
     train = params.train
     if train.preset == "published":
-        train = train.model_copy(update=params.adapter_config.published_training(phase))
+        train = train.model_copy(update=params.preset(phase).values())
     if train.max_epochs is not None and train.epochs > train.max_epochs:
         train = train.model_copy(update={"epochs": train.max_epochs})
     return train

@@ -14,10 +14,10 @@ loads only those. CLIP itself is never part of an adapter: its features are inpu
 tensors an adapter needs (text embeddings, attention-pool projections) are buffers, saved in the
 state dict but never trained.
 
-An adapter also owns how it is trained: its published optimiser settings
-(:meth:`AdapterConfig.published_training`) and its training phases (:meth:`AdapterConfig.phases`: which
-model each phase trains; :meth:`DepthAdapter.begin_phase`: what it loads from the previous phase and
-freezes). The training loop runs the phases in order and names none of them.
+An adapter also owns how it is trained: its training phases (:meth:`AdapterConfig.phases`: which model each
+phase trains; :meth:`DepthAdapter.begin_phase`: what it loads from the previous phase and freezes) and which part
+of its published preset (``presets.<adapter>`` in params.yaml, :meth:`AdapterConfig.preset_part`) each phase
+runs. The training loop runs the phases in order and names none of them.
 """
 
 from __future__ import annotations
@@ -54,10 +54,13 @@ class AdapterConfig(Section):
     """Settings of one adapter (``adapters.<name>``), and what they imply: the batch fields the adapter reads
     (so that the data pipeline, and DVC, load exactly those): ``rgb``, ``depth``, ``zeroshot``, ``segments``
     and ``clip_<layer>`` for cached CLIP layers; ``needs_head`` / ``needs_shallow`` for the small CLIP
-    artifacts; its training phases and their published settings. ``any_backbone``: it reads layers it is told
-    (``layers``) and nothing CLIP-specific, so it fits every backbone of the zoo."""
+    artifacts; its training phases and the part of its published preset each runs. ``any_backbone``: it reads
+    layers it is told (``layers``) and nothing CLIP-specific, so it fits every backbone of the zoo.
+    ``preset_parts``: the parts of its preset ``presets.<adapter>`` (one per training phase), or () for one
+    preset for the whole model."""
 
     any_backbone: ClassVar[bool] = False
+    preset_parts: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def batch_keys(self) -> tuple[str, ...]:
@@ -93,9 +96,10 @@ class AdapterConfig(Section):
         """The training phases, in order (default: the whole model in one phase)."""
         return (Phase(WHOLE_MODEL),)
 
-    @abstractmethod
-    def published_training(self, phase: str) -> dict:
-        """The authors' training settings for ``phase`` (keys of the train section), for train.preset: published."""
+    def preset_part(self, phase: str) -> str | None:
+        """The part of the adapter's published preset that training ``phase`` runs (one of ``preset_parts``), or
+        None: the preset is one for the whole model."""
+        return None
 
 
 def clip_key(layer: str) -> str:

@@ -26,19 +26,6 @@ from depthcore.models.adapters.registry import register
 from depthcore.models.heads.depthclip import cosine_depth
 
 LAYER = "layer4"
-# Published training (configs/nyu/depth_adapter/RN50.yml): SGD, x0.1 every 10 epochs, L1 + 0.001 smoothness.
-PUBLISHED_TRAINING = {
-    "optimizer": "sgd",
-    "lr": 0.02,
-    "weight_decay": 1e-4,
-    "momentum": 0.9,
-    "schedule": "step",
-    "step_epochs": 10,
-    "gamma": 0.1,
-    "epochs": 30,
-    "batch_size": 64,
-    "smoothness": 0.001,
-}
 
 
 class ClipAdapterConfig(AdapterConfig):
@@ -63,9 +50,6 @@ class ClipAdapterConfig(AdapterConfig):
 
     def needs_head(self) -> bool:
         return True
-
-    def published_training(self, phase: str) -> dict:
-        return PUBLISHED_TRAINING
 
 
 class ResidualBottleneck(nn.Module):

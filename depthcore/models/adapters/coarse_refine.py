@@ -18,7 +18,7 @@ at once.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -40,26 +40,14 @@ from depthcore.models.heads.depthclip import cosine_depth
 
 FINE_STRIDE = 4  # output stride of the coarse map and of the refine net
 REFINE_FEATURES, REFINE_CHANNELS = 63, 64
-# Published training (configs/nyu/eigen/depth_{coarse,refine}): SGD, x0.1 after every epoch, MSE + 0.001 smoothness.
-COARSE_TRAINING = {
-    "optimizer": "sgd",
-    "lr": 0.02,
-    "weight_decay": 0.1,
-    "momentum": 0.9,
-    "schedule": "step",
-    "step_epochs": 1,
-    "gamma": 0.1,
-    "epochs": 10,
-    "batch_size": 64,
-    "smoothness": 0.001,
-}
-REFINE_TRAINING = COARSE_TRAINING | {"lr": 0.002}
 COARSE_PHASE, REFINE_PHASE = "coarse", "refine"
 
 
 class CoarseFineConfig(AdapterConfig):
     """Settings shared by the coarse/fine adapters: ``mode`` (coarse alone or coarse + refine) and how the
-    two parts are trained."""
+    two parts are trained; their published presets have a coarse and a refine part."""
+
+    preset_parts: ClassVar[tuple[str, ...]] = (COARSE_PHASE, REFINE_PHASE)
 
     mode: Literal["coarse", "coarse_refined"]
     training: Literal["two_stage", "joint"]
@@ -82,8 +70,9 @@ class CoarseFineConfig(AdapterConfig):
         coarse_only = self.model_copy(update={"mode": "coarse", "training": "joint"})
         return (Phase(COARSE_PHASE, coarse_only), Phase(REFINE_PHASE))
 
-    def published_training(self, phase: str) -> dict:
-        return REFINE_TRAINING if phase == REFINE_PHASE else COARSE_TRAINING
+    def preset_part(self, phase: str) -> str:
+        """The refine phase runs the refine preset; the coarse phase and joint training the coarse one."""
+        return REFINE_PHASE if phase == REFINE_PHASE else COARSE_PHASE
 
 
 class CoarseRefineConfig(CoarseFineConfig):

@@ -42,21 +42,6 @@ PROBE3D_REASSEMBLE = 2  # fusion: probe3d, the fusion grid = this x the deepest 
 PROBE3D_HEAD_UP = 4  # fusion: probe3d, fused features upsampled by this before the head's convs
 PROBE3D_LOGITS_UP = 2  # fusion: probe3d, logits upsampled by this before the bins head
 ALIGN_CORNERS = True  # Probe3D's every resize
-# Probe3D (configs/depth_training.yaml, optimizer/ten_epoch.yaml): AdamW (torch's default weight decay 0.01),
-# probe lr 5e-4, batch 8, 10 epochs of NYU-GeoNet, cosine after 1.5 warm-up epochs. Converted at the optimiser
-# steps both references run (DINOv2's 38,400) on depthcore's ~716 train images: 38,400 x 8 / 716 = 429 epochs.
-NYU_TRAIN_IMAGES = 716
-PUBLISHED_STEPS = 38_400
-PUBLISHED_BATCH = 8
-PUBLISHED_TRAINING = {
-    "optimizer": "adamw",
-    "lr": 5e-4,
-    "weight_decay": 0.01,
-    "schedule": "cosine",
-    "epochs": round(PUBLISHED_STEPS * PUBLISHED_BATCH / NYU_TRAIN_IMAGES),
-    "batch_size": PUBLISHED_BATCH,
-    "smoothness": 0.0,
-}
 
 
 class DptProbeConfig(ProbeConfig):
@@ -77,9 +62,6 @@ class DptProbeConfig(ProbeConfig):
         if self.kernel_size % 2 == 0:
             raise ValueError(f"'kernel_size' must be odd (same-size convs), got {self.kernel_size}")
         return self
-
-    def published_training(self, phase: str) -> dict:
-        return PUBLISHED_TRAINING
 
 
 class ResidualConvUnit(nn.Module):

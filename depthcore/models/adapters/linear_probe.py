@@ -27,22 +27,6 @@ from depthcore.models.adapters._probe import BinsHead, ProbeConfig, layer_tokens
 from depthcore.models.adapters.base import AdapterContext, DepthAdapter
 from depthcore.models.adapters.registry import register
 
-# DINOv2's released NYU linear configs: AdamW 1e-4, weight decay 0.01, 38,400 iterations of 2 images (per GPU),
-# cosine after a linear warm-up. Converted to epochs on depthcore's train split (795 labelled training images
-# less the 10 % val carve, ~716) at the same optimiser steps: 38,400 x 2 / 716 = 107 epochs, for every backbone.
-NYU_TRAIN_IMAGES = 716
-PUBLISHED_STEPS = 38_400
-PUBLISHED_BATCH = 2
-PUBLISHED_TRAINING = {
-    "optimizer": "adamw",
-    "lr": 1e-4,
-    "weight_decay": 0.01,
-    "schedule": "cosine",
-    "epochs": round(PUBLISHED_STEPS * PUBLISHED_BATCH / NYU_TRAIN_IMAGES),
-    "batch_size": PUBLISHED_BATCH,
-    "smoothness": 0.0,
-}
-
 
 class LinearProbeConfig(ProbeConfig):
     """``adapters.linear_probe`` (see the module docstring): the probe settings plus the token ``upsample``
@@ -50,9 +34,6 @@ class LinearProbeConfig(ProbeConfig):
 
     upsample: Annotated[int, Field(ge=1)]
     batch_norm: bool
-
-    def published_training(self, phase: str) -> dict:
-        return PUBLISHED_TRAINING
 
 
 class LinearProbe(DepthAdapter):

@@ -60,19 +60,6 @@ from depthcore.models.backbones.clip_shallow import build_clip_shallow
 
 Layer = Literal["stem", "layer1", "layer2", "layer3", "layer4"]
 SHALLOW_LAYERS = ("stem", "layer1")
-# Published training (configs/nyu/depth_convadapter/RN50.yml): SGD, x0.1 after epochs 30 and 60, L1, no smoothness.
-PUBLISHED_TRAINING = {
-    "optimizer": "sgd",
-    "lr": 0.002,
-    "weight_decay": 1e-5,
-    "momentum": 0.9,
-    "schedule": "step",
-    "step_epochs": 30,
-    "gamma": 0.1,
-    "epochs": 90,
-    "batch_size": 8,
-    "smoothness": 0.0,
-}
 
 
 class MsaConfig(AdapterConfig):
@@ -128,9 +115,6 @@ class MsaConfig(AdapterConfig):
 
     def needs_shallow(self) -> bool:
         return self.shallow == "compute" and any(layer in SHALLOW_LAYERS for layer in self.layers)
-
-    def published_training(self, phase: str) -> dict:
-        return PUBLISHED_TRAINING
 
 
 # The colour code: id -> (1 + (id * k) mod COLOR_MODULUS) / COLOR_MODULUS per channel, never black; 0 -> black.
