@@ -3,10 +3,9 @@ grid's rows, the tests and the benchmarks), and the values a stage declares, rea
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
-
-import yaml
 
 from depthcore.errors import ConfigError
 
@@ -14,7 +13,7 @@ from depthcore.errors import ConfigError
 def with_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``raw`` with each dotted key of ``overrides`` set; a key that does not exist in
     ``raw`` is refused (overrides change settings, they never add new ones)."""
-    out = yaml.safe_load(yaml.safe_dump(dict(raw)))  # deep copy of plain data
+    out = copy.deepcopy(dict(raw))
     for dotted, value in overrides.items():
         node = out
         *parents, leaf = dotted.split(".")
