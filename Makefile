@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
-# The suite in two tiers, each over every core (pytest-xdist): `make test` (unit and integration tests, a few
-# minutes) and `make test-slow` (the DVC pipelines end to end in temporary clones, and the learning tests over
-# three seeds). CI runs both.
+# The suite in two tiers, each over every core (pytest-xdist): `make test` (unit and integration tests, and the
+# recorded learning benchmark checked against its thresholds and the current code) and `make test-slow` (the DVC
+# pipelines end to end in temporary clones of one shared offline run, and seed 0 of the offline demo trained live).
+# CI runs both. `make bench` re-runs every benchmark, benchmarks/learning.py (the seeds) among them.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto -m "not slow"
 

@@ -1,8 +1,11 @@
-"""Shared fixtures: the repository's params with overrides, and a tiny offline pipeline built once per
-session with the library functions the stages call (synthetic rooms, random CLIP, felzenszwalb)."""
+"""Shared fixtures: the repository's params with overrides, a tiny offline pipeline built once per session with
+the library functions the stages call (synthetic rooms, random CLIP, felzenszwalb), and the end-to-end tests'
+offline DVC run, built once for all test processes."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 from pathlib import Path
 
@@ -71,3 +74,24 @@ def pipeline(tmp_path_factory) -> Paths:
 def synthetic_dataset(pipeline) -> Path:
     """Path of the prepared 6-image synthetic dataset.zarr (3 rooms), 480 x 640."""
     return pipeline.dataset
+
+
+@pytest.fixture(scope="session")
+def offline_run(tmp_path_factory):
+    """A clone of this repository after a full offline ``dvc repro`` (6 images, tiny training), committed
+    (:class:`clones.OfflineRun`; tests edit a copy of it). Built once per session: under pytest-xdist the first
+    worker to ask builds it while holding a file lock in the folder every worker shares, the others wait and read
+    what it recorded."""
+    from clones import OfflineRun, build_offline_run
+
+    root = tmp_path_factory.getbasetemp()
+    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    record = shared / "offline-run.json"
+    with open(shared / "offline-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not record.exists():
+            built = build_offline_run(shared / "offline-run")
+            record.write_text(json.dumps({"path": str(built.path), "status_before": sorted(built.status_before),
+                                          "ran": sorted(built.ran)}))  # fmt: skip
+    fields = json.loads(record.read_text())
+    return OfflineRun(Path(fields["path"]), frozenset(fields["status_before"]), frozenset(fields["ran"]))

@@ -68,27 +68,33 @@ def test_batch_sizes_do_not_change_any_stored_byte(pipeline, tmp_path):
     images = TrainingDataset(
         stores=store_paths(pipeline), indices=np.arange(n), keys=model.batch_keys(), with_flipped=True
     )
-    digests = {"clip": set(), "zeroshot": set(), "predictions": set()}
+    assert make_params().runtime.features_batch_size == make_params().runtime.eval_batch_size == BATCH_SIZES[-1]
+    # the shared pipeline's stores were written at the default batch size: the last of BATCH_SIZES
+    digests = {"clip": {tree_digest(pipeline.features)}, "zeroshot": {tree_digest(pipeline.zeroshot)}}
+    digests["predictions"] = set()
     for b in BATCH_SIZES:
-        clip = extract_features(
-            pipeline.dataset,
-            tmp_path / f"clip{b}.zarr",
-            backbone=backbone,
-            weights=weights,
-            layers=layers,
-            key=None,
-            batch_size=b,
-            progress=False,
-        )
-        zeroshot = predict_zeroshot(
-            clip,
-            tmp_path / f"zs{b}.zarr",
-            head=load_head(pipeline.clip_head),
-            head_id=head_identity(pipeline.clip_head),
-            key=None,
-            batch_size=b,
-            progress=False,
-        )
+        if b == BATCH_SIZES[-1]:
+            clip, zeroshot = pipeline.features, pipeline.zeroshot
+        else:
+            clip = extract_features(
+                pipeline.dataset,
+                tmp_path / f"clip{b}.zarr",
+                backbone=backbone,
+                weights=weights,
+                layers=layers,
+                key=None,
+                batch_size=b,
+                progress=False,
+            )
+            zeroshot = predict_zeroshot(
+                clip,
+                tmp_path / f"zs{b}.zarr",
+                head=load_head(pipeline.clip_head),
+                head_id=head_identity(pipeline.clip_head),
+                key=None,
+                batch_size=b,
+                progress=False,
+            )
         predictions = predict_to_store(
             model,
             DataLoader(images, batch_size=b),

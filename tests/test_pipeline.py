@@ -1,5 +1,8 @@
 """End-to-end: the DVC pipelines offline in temporary clones of this repository: exactly which stages run
-after each kind of edit, resuming inside DVC, the paper grid through DVC's queue, bad params refused."""
+after each kind of edit, resuming inside DVC, the paper grid through DVC's queue, bad params refused.
+
+The tests that start from a finished offline run edit a copy of the one the session builds once (conftest's
+``offline_run``); the first repro's own assertions are made on what that build recorded."""
 
 from __future__ import annotations
 
@@ -14,84 +17,25 @@ from pathlib import Path
 
 import pytest
 import yaml
+from clones import (
+    BIN,
+    GIT_IDENTITY,
+    OFFLINE_RUN,
+    REPO,
+    changed,
+    commit,
+    dvc,
+    dvc_fails,
+    edit,
+    fails,
+    make_clone,
+    ran,
+    restore,
+    run,
+    set_params,
+)
 
-from depthcore.config.offline import OFFLINE
 from depthcore.data.store import Store
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "depthcore test",
-    "GIT_AUTHOR_EMAIL": "test@depthcore.invalid",
-    "GIT_COMMITTER_NAME": "depthcore test",
-    "GIT_COMMITTER_EMAIL": "test@depthcore.invalid",
-}
-
-
-def _run(cmd: list[str], cwd: Path, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY}
-    env |= extra_env or {}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc
-
-
-def make_clone(dest: Path, overrides: dict) -> Path:
-    """Copy the tracked and untracked-but-not-ignored files (what a clone of the submitted tree holds),
-    commit them in a fresh git repo, and apply the params overrides (dotted keys)."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    set_params(dest, overrides)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "clone"]):
-        _run(cmd, dest)
-    return dest
-
-
-def dvc(clone: Path, *args: str) -> str:
-    return _run([str(BIN / "dvc"), *args], clone).stdout
-
-
-def set_params(clone: Path, overrides: dict) -> None:
-    params = yaml.safe_load((clone / "params.yaml").read_text())
-    for dotted, value in overrides.items():
-        node = params
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def ran(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
-
-
-def changed(status: str) -> set[str]:
-    """Stage names `dvc status` lists as changed."""
-    return {
-        line[:-1] for line in status.splitlines() if line and not line.startswith((" ", "\t")) and line.endswith(":")
-    }
-
-
-def dvc_fails(clone: Path, *args: str) -> str:
-    """The stderr of a dvc command that must fail."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run([str(BIN / "dvc"), *args], cwd=clone, env=env, capture_output=True, text=True)
-    assert proc.returncode != 0, proc.stdout
-    return proc.stdout + proc.stderr
 
 
 def test_stage_reports_bad_params_in_one_line_and_exits_non_zero(tmp_path):
@@ -105,17 +49,6 @@ def test_stage_reports_bad_params_in_one_line_and_exits_non_zero(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "data").exists()
 
 
-OFFLINE_RUN = OFFLINE | {
-    "data.synthetic.images": 6,  # 3 rooms: one each for train, val and test
-    "data.synthetic.views_per_room": 2,
-    "train.preset": "custom",
-    "train.epochs": 2,
-    "train.batch_size": 2,
-    "train.select": "last",  # 2 val images: keep the trained model (also the grid's one-epoch runs)
-    "train.lr": 0.05,  # enough for 2 steps to lift the published MSA's clamped output above 0 m
-    "adapters.msa.widths": [16, 16, 8, 8, 4, 4],
-    "runtime.features_batch_size": 2,
-}
 FEATURE_STAGES = {
     "check",
     "fetch_data",
@@ -136,23 +69,13 @@ RUN_STAGES = {"train_inputs", "train", "evaluate"}
 UP_TO_DATE = "Data and pipelines are up to date"
 
 
-def edit(clone: Path, path: str, old: str, new: str) -> None:
-    """Replace ``old`` (which must occur) by ``new`` in a file of the clone."""
-    text = (clone / path).read_text()
-    assert old in text, (path, old)
-    (clone / path).write_text(text.replace(old, new, 1))
-
-
-def restore(clone: Path) -> None:
-    _run(["git", "checkout", "--", "."], clone)
-
-
 @pytest.mark.slow
-def test_offline_pipeline_caches_exactly(tmp_path):
-    clone = make_clone(tmp_path, OFFLINE_RUN)
+def test_offline_pipeline_caches_exactly(offline_run, tmp_path):
     # a fresh clone has no paper grid until make paper writes it: plain dvc status lists the main pipeline alone
-    assert not (clone / "paper/dvc.yaml").exists() and not any("paper" in s for s in changed(dvc(clone, "status")))
-    assert ran(dvc(clone, "repro")) == FEATURE_STAGES | RUN_STAGES
+    assert offline_run.status_before == FEATURE_STAGES | RUN_STAGES
+    assert offline_run.ran == FEATURE_STAGES | RUN_STAGES  # the first repro runs every stage
+    clone = offline_run.copy(tmp_path / "clone")
+    assert not (clone / "paper/dvc.yaml").exists()
     assert UP_TO_DATE in dvc(clone, "status")
     dvc(clone, "checkout")  # exits 0: nothing listed that was never built
     for name in ("zeroshot", "segments", "train", "eval"):
@@ -165,11 +88,9 @@ def test_offline_pipeline_caches_exactly(tmp_path):
     for name in ("plots/zeroshot.png", "plots/eval.png", "plots/train_curves.csv", "models/model.safetensors"):
         assert (clone / name).stat().st_size > 0, name
     assert not list((clone / "data").rglob("*.partial")) and not list((clone / "models").glob("*.resume.pt"))
-    _run(["git", "add", "-A"], clone)
-    _run(["git", "commit", "-qm", "baseline run"], clone)
 
     # bytecode next to the code (as Python writes it) or absent (a fresh clone) never makes a stage stale
-    _run([sys.executable, "-m", "compileall", "-q", "depthcore", "stages"], clone)
+    run([sys.executable, "-m", "compileall", "-q", "depthcore", "stages"], clone)
     assert list(clone.rglob("__pycache__"))
     assert UP_TO_DATE in dvc(clone, "status", "dvc.yaml")
     for cache in clone.rglob("__pycache__"):
@@ -264,7 +185,7 @@ def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path)
     start_and_interrupt(clone, signal.SIGKILL, "--force", "features", group=True)
     assert "is cached - skipping run" in dvc(clone, "repro", "features")
     assert (clone / "data/features/backbone.zarr.partial").exists()
-    out = _run([sys.executable, "-m", "depthcore.pipeline", "partials", "--remove"], clone).stdout
+    out = run([sys.executable, "-m", "depthcore.pipeline", "partials", "--remove"], clone).stdout
     assert "removed " in out and "stale, features is complete and up to date" in out
     assert not (clone / "data/features/backbone.zarr.partial").exists()
 
@@ -288,14 +209,13 @@ def grid(*names: str, seeds=(0, 1)) -> set[str]:
 
 
 @pytest.mark.slow
-def test_paper_grid_runs_through_the_queue_and_each_edit_re_runs_only_what_it_can_change(tmp_path):
-    clone = make_clone(tmp_path, OFFLINE_RUN | {"paper.rows": GRID_ROWS, "paper.seeds": [0, 1], "paper.max_epochs": 1})
-    _run([sys.executable, "paper/grid.py", "write"], clone)
+def test_paper_grid_runs_through_the_queue_and_each_edit_re_runs_only_what_it_can_change(offline_run, tmp_path):
+    clone = offline_run.copy(tmp_path / "clone")
+    set_params(clone, {"paper.rows": GRID_ROWS, "paper.seeds": [0, 1], "paper.max_epochs": 1})
+    run([sys.executable, "paper/grid.py", "write"], clone)
     dvc(clone, "repro")
-    _run(["git", "add", "-A"], clone)
-    _run(["git", "commit", "-qm", "main pipeline and the grid"], clone)
-    env_path = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    out = _run([sys.executable, "paper/grid.py", "run", "--jobs", "2"], clone, env_path).stdout
+    commit(clone, "main pipeline and the grid")
+    out = run([sys.executable, "paper/grid.py", "run", "--jobs", "2"], clone).stdout
     assert "is cached - skipping run" in out  # the queue's runs, brought back from the run-cache
     summary = json.loads((clone / "metrics/paper.json").read_text())
     assert set(summary) == set(GRID_ROWS) | {"t3_l1"}
@@ -304,8 +224,7 @@ def test_paper_grid_runs_through_the_queue_and_each_edit_re_runs_only_what_it_ca
     assert summary["t5_gt_segments_clip"]["n"] == 2 and summary["t5_gt_segments_clip"]["published"] is None
     assert (clone / "data/paper/variants").is_dir()  # the ground-truth segments, computed once for the grid
     assert "| MSA, CLIP no, SAM no, L1 |" in (clone / "reports/paper.md").read_text()
-    _run(["git", "add", "-A"], clone)
-    _run(["git", "commit", "-qm", "grid run"], clone)
+    commit(clone, "grid run")
     assert not changed(dvc(clone, "status"))
 
     trainings = {
@@ -362,7 +281,7 @@ def test_paper_grid_runs_through_the_queue_and_each_edit_re_runs_only_what_it_ca
     table["t4_l2_image_text"]["params"]["adapters.clip_adapter.ratio"] = 0.3
     (clone / "paper/rows.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
     assert "`make paper-grid`" in dvc_fails(clone, "repro", "paper/dvc.yaml")
-    _run([sys.executable, "paper/grid.py", "write"], clone)
+    run([sys.executable, "paper/grid.py", "write"], clone)
     edited = grid("train-t4_l2_image_text", "evaluate-t4_l2_image_text")
     assert ran(dvc(clone, "repro", "paper/dvc.yaml")) == {"paper/dvc.yaml:check", "paper/dvc.yaml:report"} | edited
 
@@ -376,43 +295,39 @@ def test_paper_grid_runs_through_the_queue_and_each_edit_re_runs_only_what_it_ca
 SHARD_ROWS = ["t1_lower_bound", "t1_depthclip", "t1_msa", "t4_l2_image_text"]  # trains t3_l1 and t4_l2_image_text
 
 
-def _fails(cmd: list[str], cwd: Path) -> str:
-    """stdout + stderr of a command that must fail."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **GIT_IDENTITY}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert proc.returncode != 0, proc.stdout[-3000:]
-    return proc.stdout + proc.stderr
-
-
 @pytest.mark.slow
-def test_paper_grid_in_shards_on_two_clones_collected_by_a_third_without_training(tmp_path):
-    settings = OFFLINE_RUN | {"paper.rows": SHARD_ROWS, "paper.seeds": [0], "paper.max_epochs": 1}
+def test_paper_grid_in_shards_on_two_clones_collected_by_a_third_without_training(offline_run, tmp_path):
+    grid_settings = {"paper.rows": SHARD_ROWS, "paper.seeds": [0], "paper.max_epochs": 1}
     remote = tmp_path / "remote"
     remote.mkdir()
-    clones = {}
-    for name in ("a", "b", "c"):
-        clones[name] = make_clone(tmp_path / name, settings)
-    a, b, c = clones["a"], clones["b"], clones["c"]
+    # A has run the main pipeline (a copy of the offline run); B and C are fresh clones: what they need of the main
+    # pipeline they restore from the remote. The same params everywhere: one shared remote.
+    a = offline_run.copy(tmp_path / "a")
+    set_params(a, grid_settings)
+    commit(a, "the grid's settings")
+    b, c = (make_clone(tmp_path / name, OFFLINE_RUN | grid_settings) for name in ("b", "c"))
+    assert (a / "params.yaml").read_text() == (b / "params.yaml").read_text()
+    clones = {"a": a, "b": b, "c": c}
     grid_tool = [sys.executable, "paper/grid.py"]
     # no remote, or a bad SHARD: refused at once in one line naming the fix
-    message = _fails([*grid_tool, "run", "--shard", "1/2"], a)
+    message = fails([*grid_tool, "run", "--shard", "1/2"], a)
     assert (
         message.startswith("error: `make paper SHARD=1/2` needs a default DVC remote")
         and len(message.splitlines()) == 1
     )
     assert "`dvc remote add -d storage /path/or/url`" in message
-    assert "expected k/N" in _fails([*grid_tool, "run", "--shard", "0/2"], a)
+    assert "expected k/N" in fails([*grid_tool, "run", "--shard", "0/2"], a)
     for clone in clones.values():  # the same commit everywhere: one shared remote
         dvc(clone, "remote", "add", "-d", "storage", str(remote))
-        _run(["git", "commit", "-qam", "remote"], clone)
+        run(["git", "commit", "-qam", "remote"], clone)
 
-    out_a = _run([*grid_tool, "run", "--shard", "1/2"], a).stdout  # the main pipeline, the cheap stages, t3_l1
+    out_a = run([*grid_tool, "run", "--shard", "1/2"], a).stdout  # the main pipeline, the cheap stages, t3_l1
     assert "shard 1/2: 1 runs: t3_l1@0" in out_a
     assert {"paper/dvc.yaml:train-t3_l1@0", "paper/dvc.yaml:lower_bound@0"} <= ran(out_a)
     assert not any("t4_l2_image_text" in s for s in ran(out_a))
 
     # before shard 2 pushed, the collector refuses naming the missing run and its shard, and trains nothing
-    refused = _fails([*grid_tool, "collect", "--shards", "2"], c)
+    refused = fails([*grid_tool, "collect", "--shards", "2"], c)
     assert "error: `make paper-collect` computes nothing: 'train t4_l2_image_text 0' is not on the remote" in refused
     assert not (c / "models/paper/t4_l2_image_text/seed0.safetensors").exists() and "epoch 1" not in refused
     assert not {"prepare", "features", "paper/dvc.yaml:train-t3_l1@0"} & ran(refused)  # restored from A's
@@ -421,12 +336,12 @@ def test_paper_grid_in_shards_on_two_clones_collected_by_a_third_without_trainin
     )
     assert not (c / "metrics/paper.json").exists()
 
-    out_b = _run([*grid_tool, "run", "--shard", "2/2"], b).stdout  # restores the main pipeline from the remote
+    out_b = run([*grid_tool, "run", "--shard", "2/2"], b).stdout  # restores the main pipeline from the remote
     assert ran(out_b) & {"paper/dvc.yaml:train-t4_l2_image_text@0", "paper/dvc.yaml:evaluate-t4_l2_image_text@0"}
     assert "prepare" not in ran(out_b) and "features" not in ran(out_b)
     assert not any("t3_l1" in s or "lower_bound" in s for s in ran(out_b))
 
-    out_c = _run([*grid_tool, "collect", "--shards", "2"], c).stdout
+    out_c = run([*grid_tool, "collect", "--shards", "2"], c).stdout
     grid_ran = {s for s in ran(out_c) if s.startswith("paper/dvc.yaml:")}
     assert "paper/dvc.yaml:report" in grid_ran <= {"paper/dvc.yaml:check", "paper/dvc.yaml:report"}, grid_ran
     assert "Stage 'paper/dvc.yaml:train-t4_l2_image_text@0' is cached - skipping run" in out_c
@@ -447,11 +362,11 @@ TABLE6_ROWS = ["t6_clip_rn50_linear", "t6_dinov2_vits14_dpt"]
 
 
 @pytest.mark.slow
-def test_a_backbone_is_computed_once_switching_back_restores_it_and_a_table6_grid_reuses_it(tmp_path):
-    clone = make_clone(tmp_path, OFFLINE_RUN | SMALL_PROBE)
-    dvc(clone, "repro")
-    _run(["git", "add", "-A"], clone)
-    _run(["git", "commit", "-qm", "main pipeline on clip_rn50"], clone)
+def test_a_backbone_is_computed_once_switching_back_restores_it_and_a_table6_grid_reuses_it(offline_run, tmp_path):
+    clone = offline_run.copy(tmp_path / "clone")
+    set_params(clone, SMALL_PROBE)
+    assert ran(dvc(clone, "repro")) == {"check"}  # the probe's settings change nothing the main run reads
+    commit(clone, "main pipeline on clip_rn50")
     # another backbone's settings re-run the small backbone stage alone (its output does not change)
     set_params(clone, {"backbones.sam_vitb.layers": ["block12"], "backbones.clip_vitb16.init_seed": 3})
     assert ran(dvc(clone, "repro")) == {"check", "backbone"}
@@ -484,11 +399,10 @@ def test_a_backbone_is_computed_once_switching_back_restores_it_and_a_table6_gri
 
     # a two-row Table 6 grid: the RN50 linear probe reads the main features, the DINOv2 row a variant computed once
     set_params(clone, {"paper.rows": TABLE6_ROWS, "paper.seeds": [0], "paper.max_epochs": 1})
-    _run([sys.executable, "paper/grid.py", "write"], clone)
+    run([sys.executable, "paper/grid.py", "write"], clone)
     stages = yaml.safe_load((clone / "paper/dvc.yaml").read_text())["stages"]
     assert [s.split("-")[1] for s in stages if s.startswith("variant-features")] == ["features"]
-    env_path = {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    out = _run([sys.executable, "paper/grid.py", "run"], clone, env_path).stdout
+    out = run([sys.executable, "paper/grid.py", "run"], clone).stdout
     assert "features" not in ran(out)  # the main features were reused
     summary = json.loads((clone / "metrics/paper.json").read_text())
     assert set(summary) == set(TABLE6_ROWS) and all(summary[r]["n"] == 1 for r in TABLE6_ROWS)

@@ -1,5 +1,6 @@
 """A queued DVC experiment links its inputs from the cache instead of copying them (the project's .dvc/config),
-and the links are protected: a non-root user cannot edit the cache through them."""
+and the links are protected: a non-root user cannot edit the cache through them. It starts DVC's queue (a celery
+worker, ~20 s): the slow tier."""
 
 import hashlib
 import json
@@ -14,6 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).with_name("dvc"))
+pytestmark = pytest.mark.slow
 INPUT_BYTES = 20_000_000
 MEASURE = """
 import json, os, sys

@@ -1,17 +1,20 @@
 """The segments stage with SAM (random vit_b weights) on one small image: with its quality thresholds
 at 0 the generator keeps masks, which go through SAM's clean-up and become a valid label map.
 
-SAM's image encoder always works at 1024 x 1024, so this single image costs several seconds on a CPU."""
+SAM's image encoder always works at 1024 x 1024, so this single image costs ~25 s on a CPU: the slow tier."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import make_params
 
 from depthcore.data.store import ResumableStore, Store
 from depthcore.evaluation.segments import summarize_segments
 from depthcore.features.segments import write_segments
 from depthcore.weights.fetch_sam import fetch_sam_weights
+
+pytestmark = pytest.mark.slow
 
 
 def test_sam_random_weights_one_image(tmp_path):

@@ -32,18 +32,28 @@ def sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_resume_skips_finished_epochs_and_writes_the_same_checkpoint(pipeline, tmp_path):
+@pytest.fixture(scope="module")
+def full_run(pipeline, tmp_path_factory):
+    """One uninterrupted training of SMALL (2 epochs, resume key 'k'), shared by the tests that read a finished run:
+    its paths, its summary and the epochs it trained."""
+    epochs = []
+    paths = run_paths(pipeline, tmp_path_factory.mktemp("full"), "full")
+    summary = train_model(
+        make_params(SMALL), paths, resume_key="k", progress=False, on_epoch_end=lambda e, r: epochs.append(e)
+    )
+    return paths, summary, epochs
+
+
+def test_resume_skips_finished_epochs_and_writes_the_same_checkpoint(pipeline, full_run, tmp_path):
     params = make_params(SMALL)
+    full, _, full_epochs = full_run
+    assert full_epochs == [1, 2] and not full.resume_state.exists()
     epochs = []
 
     def record(epoch, row, stop_at=None):
         epochs.append(epoch)
         if epoch == stop_at:
             raise KeyboardInterrupt
-
-    full = run_paths(pipeline, tmp_path, "full")
-    train_model(params, full, resume_key="k", progress=False, on_epoch_end=record)
-    assert epochs == [1, 2] and not full.resume_state.exists()
 
     killed = run_paths(pipeline, tmp_path, "killed")
     with pytest.raises(KeyboardInterrupt):
@@ -63,9 +73,8 @@ def test_resume_skips_finished_epochs_and_writes_the_same_checkpoint(pipeline, t
     assert epochs == [1, 2] and sha(other.model) == sha(full.model)
 
 
-def test_curves_start_with_the_untrained_model(pipeline, tmp_path):
-    paths = run_paths(pipeline, tmp_path)
-    summary = train_model(make_params(SMALL), paths, resume_key=None, progress=False)
+def test_curves_start_with_the_untrained_model(full_run):
+    paths, summary, _ = full_run
     rows = paths.train_curves.read_text().splitlines()
     assert rows[0] == "phase,epoch,lr,train_loss,val_loss" and len(rows) == 1 + 3
     assert rows[1].startswith(",0,") and rows[1].split(",")[3] == ""  # epoch 0: validation only
@@ -90,11 +99,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_state(pipeline, tmp_path, mon
     assert not paths.model.exists()
 
 
-def test_checkpoint_is_self_describing_and_refuses_other_adapter_and_features(pipeline, tmp_path):
-    paths = run_paths(pipeline, tmp_path)
-    train_model(make_params(SMALL | {"train.epochs": 1}), paths, resume_key=None, progress=False)
+def test_checkpoint_is_self_describing_and_refuses_other_adapter_and_features(pipeline, full_run, tmp_path):
+    paths = full_run[0]
     meta, state = load_checkpoint(paths.model)
-    assert meta["adapter"] == "msa" and meta["loss"] == "l1" and meta["train"]["epochs"] == 1
+    assert meta["adapter"] == "msa" and meta["loss"] == "l1" and meta["train"]["epochs"] == 2
     features = Store(pipeline.features).attrs
     model = build_from_checkpoint(meta, state, adapter="msa", features_attrs=features)
     params = make_params(SMALL)
