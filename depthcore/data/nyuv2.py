@@ -17,7 +17,7 @@ from depthcore.errors import DepthcoreError
 
 MAT_NAME = "nyu_depth_v2_labeled.mat"
 SPLITS_NAME = "splits.mat"
-# Size and SHA-256 of the official files as recorded by other users of the dataset (see README).
+# Size and SHA-256 of the official files as recorded by other users of the dataset (docs/pipeline.md, "Data").
 MAT_SIZE = 2_972_037_809
 MAT_SHA256 = "2d724b0c0ab358aa1ce5df855e5bd14a2279ab7202efe22f32a30d612dcb86aa"
 SPLITS_SIZE = 2626

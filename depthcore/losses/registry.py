@@ -1,6 +1,6 @@
 """Losses by name: each loss is the module ``<name>.py`` of this package, which registers its settings class
 (``losses.<name>``) and builder with ``@register("<name>", config=...)`` (see :mod:`depthcore.registry`). A loss
-is imported only when it is built; adding one touches its own file (plus ``params.yaml`` and the README) only."""
+is imported only when it is built; adding one touches its own file (plus ``params.yaml`` and docs/pipeline.md) only."""
 
 from __future__ import annotations
 

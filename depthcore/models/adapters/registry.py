@@ -1,7 +1,7 @@
 """Adapters by name: each adapter is the module ``<name>.py`` of this package, which registers its settings
 class and builder with ``@register("<name>", config=...)`` (see :mod:`depthcore.registry`). An adapter is
 imported only when it is built, so a training run depends on its own adapter's code, not on the others'.
-Adding an adapter touches its own file (plus ``params.yaml`` and the README) only."""
+Adding an adapter touches its own file (plus ``params.yaml`` and docs/pipeline.md) only."""
 
 from __future__ import annotations
 
