@@ -141,6 +141,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)  # the inputs too: the figures then do not depend on this machine's core count
+    before = fingerprint()
     with tempfile.TemporaryDirectory(prefix="depthcore-learning-") as tmp:
         start = time.perf_counter()
         rooms = build_rooms(Path(tmp) / "rooms")
@@ -154,8 +155,10 @@ def main() -> None:
             for (name, seed), future in futures.items():
                 figures[name][str(seed)] = future.result()
                 print(f"{name} seed {seed}: {json.dumps(figures[name][str(seed)])}", flush=True)
+    if fingerprint() != before:
+        raise SystemExit("the training path's code or settings changed while the benchmark ran: run it again")
     result = {
-        "fingerprint": fingerprint(),
+        "fingerprint": before,
         "settings": {name: DEMO | overrides for name, overrides in EXPERIMENTS.items()},
         "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads_per_run": 1, "jobs": args.jobs},
         "inputs_seconds": round(built, 1),

@@ -112,6 +112,29 @@ def test_registry_lists_every_backbone_and_refuses_unknown_names():
     assert BACKBONES.names() == sorted(NAMES)
     with pytest.raises(ConfigError, match=r"unknown backbone 'vit_huge'; valid backbones are \['clip_rn50'"):
         build_backbone("vit_huge", cfg=None)
+    # a family module registers its variants: the DINOv2 ones are dinov2.py's, an unlisted variant is unknown
+    assert {BACKBONES.get(name).module for name in ("dinov2_vits14", "dinov2_vitb14")} == {
+        f"{BACKBONES.package}.dinov2"
+    }
+    assert backbone_spec("dinov2_vitb14").model == "vit_base_patch14_dinov2.lvd142m"
+    with pytest.raises(ConfigError, match=r"unknown backbone 'dinov2_vitg14'; valid backbones are \["):
+        BACKBONES.get("dinov2_vitg14")
+
+
+def test_a_backbone_is_registered_by_its_own_or_its_family_module():
+    from depthcore.registry import Registry
+
+    registry = Registry(BACKBONES.package, kind="backbone", plural="backbones", param="backbone")
+
+    def build():
+        pass
+
+    build.__module__ = f"{BACKBONES.package}.dinov2"
+    registry.register("dinov2_vitl14", config=object)(build)  # <family>_<variant> from <family>.py
+    with pytest.raises(RuntimeError, match=r"'sam_vitl' must be registered by its own module sam_vitl.py or"):
+        registry.register("sam_vitl", config=object)(build)
+    with pytest.raises(RuntimeError, match="registered twice"):
+        registry.register("dinov2_vitl14", config=object)(build)
 
 
 @pytest.mark.parametrize("name", NAMES)
