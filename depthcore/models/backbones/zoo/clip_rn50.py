@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from depthcore.geometry.frame import CLIP_LAYERS, IMAGENET_MEAN, IMAGENET_STD, normalise_imagenet
-from depthcore.models.backbones.clip import OPENAI_METADATA_KEYS, ClipBackbone, ClipError, build_clip_backbone
+from depthcore.models.backbones.clip import ClipBackbone, ClipError, build_clip_backbone
+from depthcore.models.backbones.zoo._clip import convert_clip_state_dict
 from depthcore.models.backbones.zoo.base import (
     CROP_SIZE,
     BackboneError,
@@ -22,7 +23,6 @@ from depthcore.models.backbones.zoo.base import (
     FrozenBackbone,
     LayerSpec,
     WeightsRelease,
-    unwrap_state_dict,
 )
 from depthcore.models.backbones.zoo.registry import register
 from depthcore.section import Section
@@ -93,17 +93,10 @@ class ClipRN50Backbone(FrozenBackbone):
         return self.backbone.encode_text(prompts)
 
 
-def convert_state_dict(state) -> dict[str, torch.Tensor]:
-    """The state dict of a loaded plain CLIP checkpoint (the fetch stage's conversion of OpenAI's TorchScript
-    archive, or an open_clip state dict): 'state_dict' and 'module.' unwrapped, OpenAI's metadata entries
-    dropped."""
-    return {k: v for k, v in unwrap_state_dict(state).items() if k not in OPENAI_METADATA_KEYS}
-
-
 @register(
     NAME,
     config=ClipRN50Settings,
-    spec=BackboneSpec(model=MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_state_dict),
+    spec=BackboneSpec(model=MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_clip_state_dict),
 )
 def build(*, cfg: ClipRN50Settings, state_dict: dict[str, torch.Tensor] | None = None, clip=None) -> ClipRN50Backbone:
     """The backbone of ``clip`` (the ClipSection: model, init_seed) through build_clip_backbone; ``state_dict``

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthcore.models.backbones.clip import OPENAI_METADATA_KEYS, encode_prompts
+from depthcore.models.backbones.clip import encode_prompts
+from depthcore.models.backbones.zoo._clip import convert_clip_state_dict
 from depthcore.models.backbones.zoo._vit import (
     BLOCK_PREFIX,
     block_index,
@@ -40,7 +41,6 @@ from depthcore.models.backbones.zoo.base import (
     LayerSpec,
     WeightsRelease,
     instantiate,
-    unwrap_state_dict,
 )
 from depthcore.models.backbones.zoo.registry import register
 
@@ -162,22 +162,16 @@ def maskclip_dense(block: nn.Module, visual: nn.Module, tokens: torch.Tensor) ->
     return visual.ln_post(value) @ visual.proj
 
 
-def convert_state_dict(state) -> dict[str, torch.Tensor]:
-    """The state dict of a loaded plain CLIP checkpoint (the fetch stage's conversion of OpenAI's TorchScript
-    archive, or an open_clip state dict): 'state_dict' and 'module.' unwrapped, OpenAI's metadata entries
-    dropped."""
-    return {k: v for k, v in unwrap_state_dict(state).items() if k not in OPENAI_METADATA_KEYS}
-
-
 @register(
     NAME,
     config=ClipViTB16Settings,
-    spec=BackboneSpec(model=MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_state_dict),
+    spec=BackboneSpec(model=MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_clip_state_dict),
 )
 def build(*, cfg: ClipViTB16Settings, state_dict: dict[str, torch.Tensor] | None = None, clip=None) -> ClipViTBackbone:
     """The frozen CLIP ViT-B/16 (image and text towers); ``state_dict``: open_clip's key names for the whole model
-    (:func:`convert_state_dict`); None: seeded random weights (``cfg.init_seed``), open_clip's own init, which is
-    already informative (block outputs std ~1.0 -> 1.4, cosine ~0.97 between neighbouring blocks)."""
+    (:func:`~depthcore.models.backbones.zoo._clip.convert_clip_state_dict`); None: seeded random weights
+    (``cfg.init_seed``), open_clip's own init, which is already informative (block outputs std ~1.0 -> 1.4, cosine
+    ~0.97 between neighbouring blocks)."""
     import open_clip
 
     def create(device: str) -> nn.Module:
