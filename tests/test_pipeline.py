@@ -70,6 +70,7 @@ UP_TO_DATE = "Data and pipelines are up to date"
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("offline_run")
 def test_offline_pipeline_caches_exactly(offline_run, tmp_path):
     # a fresh clone has no paper grid until make paper writes it: plain dvc status lists the main pipeline alone
     assert offline_run.status_before == FEATURE_STAGES | RUN_STAGES
@@ -162,6 +163,7 @@ def lock_hash(clone: Path, stage: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("standalone")
 def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path):
     clone = make_clone(tmp_path, OFFLINE_RUN | {"data.synthetic.images": 8})  # killed after 4, resumed for 4
     dvc(clone, "repro", "prepare")
@@ -209,6 +211,7 @@ def grid(*names: str, seeds=(0,)) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("offline_run")
 def test_paper_grid_runs_through_the_queue_and_each_edit_re_runs_only_what_it_can_change(offline_run, tmp_path):
     clone = offline_run.copy(tmp_path / "clone")
     # one seed: the queue still runs three (row, seed) runs two at a time (the aggregation over seeds: test_paper)
@@ -289,6 +292,7 @@ SHARD_ROWS = ["t1_lower_bound", "t1_depthclip", "t1_msa", "t4_l2_image_text"]  #
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("offline_run")
 def test_paper_grid_in_shards_on_two_clones_collected_by_a_third_without_training(offline_run, tmp_path):
     grid_settings = {"paper.rows": SHARD_ROWS, "paper.seeds": [0], "paper.max_epochs": 1}
     remote = tmp_path / "remote"
@@ -355,6 +359,7 @@ TABLE6_ROWS = ["t6_clip_rn50_linear", "t6_dinov2_vits14_dpt"]
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("standalone")
 def test_a_backbone_is_computed_once_switching_back_restores_it_and_a_table6_grid_reuses_it(offline_run, tmp_path):
     clone = offline_run.copy(tmp_path / "clone")
     set_params(clone, SMALL_PROBE)
