@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml requirements.lock
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
-# The slow tier's tests carry an xdist_group: those that copy the shared offline run in one process, the others
-# (the learning smoke check first) in another, so that two cores finish together.
+# The slow tier's tests carry an xdist_group, two of about equal length (docs/testing.md), so that two cores finish
+# together.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup -m slow
 

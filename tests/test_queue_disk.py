@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).with_name("dvc"))
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("standalone")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("offline_run")]
 INPUT_BYTES = 20_000_000
 MEASURE = """
 import json, os, sys

@@ -14,7 +14,7 @@ from depthcore.evaluation.segments import summarize_segments
 from depthcore.features.segments import write_segments
 from depthcore.weights.fetch_sam import fetch_sam_weights
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("standalone")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("offline_run")]
 
 
 def test_sam_random_weights_one_image(tmp_path):
