@@ -196,7 +196,7 @@ def sam(rgb: np.ndarray, device: torch.device, points_per_side: int) -> dict:
 def projection(results: dict) -> dict:
     """Projected GPU hours of the NYUv2 work from the figures measured here."""
     hours = {
-        "clip_features_h": NYU_IMAGES / results["features"]["images_per_s"] / 3600,
+        "features_h": NYU_IMAGES / results["features"]["images_per_s"] / 3600,
         "sam_segments_h_lower_bound": NYU_IMAGES * results["sam_vit_b"]["generator_s_per_image"] / 3600,
     }
     grid = json.loads((REPO / "benchmarks/results/paper.json").read_text())
