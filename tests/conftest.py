@@ -4,7 +4,6 @@ offline DVC run, built once for all test processes."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ from depthcore.config.offline import OFFLINE
 from depthcore.config.overrides import with_overrides
 from depthcore.config.params import Params, validate_params
 from depthcore.config.paths import Paths
+from depthcore.io import WriterLock
 from depthcore.pipeline.build import build_inputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +34,7 @@ TINY_TRAINING = {
     "train.lr": 1e-3,
     "adapters.msa.widths": [32, 16, 16, 8, 8, 4],
 }
+OFFLINE_RUN_WAIT_S = 1200  # how long a worker waits for another's build of the shared offline run (~90 s in CI)
 
 
 def tiny_backbone(seed: int = 0, embed_dim: int = 128):
@@ -87,8 +88,7 @@ def offline_run(tmp_path_factory):
     root = tmp_path_factory.getbasetemp()
     shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
     record = shared / "offline-run.json"
-    with open(shared / "offline-run.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    with WriterLock(record, wait_s=OFFLINE_RUN_WAIT_S):  # one builder; the others wait for its record
         if not record.exists():
             built = build_offline_run(shared / "offline-run")
             record.write_text(json.dumps({"path": str(built.path), "status_before": sorted(built.status_before),
