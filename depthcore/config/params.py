@@ -135,6 +135,10 @@ class SegmentsSection(Section):
     felzenszwalb: FelzenszwalbSection
 
 
+OptimizerName = Literal["adam", "adamw", "sgd"]
+ScheduleName = Literal["constant", "cosine", "step"]
+
+
 class TrainSection(Section):
     """``train``: the optimisation loop. ``preset: published`` uses the chosen adapter's published settings
     (``presets.<adapter>``: optimizer, lr, weight decay, momentum, schedule, epochs, batch size, smoothness)
@@ -162,10 +166,6 @@ class TrainSection(Section):
     flip: Literal["average", "random", "none"]
     amp: bool
     grad_clip: NonNegative
-
-
-OptimizerName = Literal["adam", "adamw", "sgd"]
-ScheduleName = Literal["constant", "cosine", "step"]
 
 
 class TrainPreset(Section):
