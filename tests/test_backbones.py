@@ -334,24 +334,37 @@ def test_state_dict_loads_strictly_and_reproduces_outputs(zoo, name):
 
 
 def test_weights_files(tmp_path):
-    """state_dict_of: SAM keeps image_encoder.* (prefix removed); timm safetensors and CLIP pickles load;
-    foreign files are refused."""
+    """state_dict_of: each backbone's conversion, and converting a converted state dict changes nothing (SAM keeps
+    image_encoder.* with the prefix removed, timm's fc MLP names become lin; DINOv2 drops Meta's mask_token; CLIP
+    unwraps and drops OpenAI's metadata); foreign files are refused."""
     from safetensors.torch import save_file
 
     from depthcore.weights.backbone import state_dict_of
 
     weight = torch.arange(6.0).reshape(2, 3)
-    torch.save({"image_encoder.blocks.0.mlp.lin1.weight": weight, "mask_decoder.x": weight}, tmp_path / "sam.pth")
-    assert list(state_dict_of("sam_vitb", tmp_path / "sam.pth")) == ["blocks.0.mlp.lin1.weight"]
-    torch.save({"mask_decoder.x": weight}, tmp_path / "decoder.pth")
-    with pytest.raises(BackboneError, match=r"no image_encoder\.\* entries"):
-        state_dict_of("sam_vitb", tmp_path / "decoder.pth")
-    save_file({"cls_token": weight}, str(tmp_path / "model.safetensors"))
-    assert torch.equal(state_dict_of("dinov2_vits14", tmp_path / "model.safetensors")["cls_token"], weight)
-    torch.save(
-        {"state_dict": {"module.visual.proj": weight, "module.input_resolution": torch.tensor(224)}}, tmp_path / "c.pt"
-    )
-    assert list(state_dict_of("clip_vitb16", tmp_path / "c.pt")) == ["visual.proj"]
+    cases = {
+        "sam_vitb": (
+            {"image_encoder.blocks.0.mlp.lin1.weight": weight, "mask_decoder.x": weight},
+            {"blocks.0.mlp.fc1.weight": weight},  # timm's samvit
+        ),
+        "dinov2_vits14": ({"cls_token": weight, "mask_token": weight},),
+        "clip_vitb16": ({"state_dict": {"module.visual.proj": weight, "module.input_resolution": torch.tensor(224)}},),
+    }
+    expected = {
+        "sam_vitb": ["blocks.0.mlp.lin1.weight"],
+        "dinov2_vits14": ["cls_token"],
+        "clip_vitb16": ["visual.proj"],
+    }
+    for name, files in cases.items():
+        for state in files:
+            torch.save(state, tmp_path / "w.pth")
+            converted = state_dict_of(name, tmp_path / "w.pth")
+            assert list(converted) == expected[name] and torch.equal(converted[expected[name][0]], weight)
+            save_file(converted, str(tmp_path / "w.safetensors"))
+            assert state_dict_of(name, tmp_path / "w.safetensors").keys() == converted.keys()  # idempotent
+    torch.save({"patch_embed.proj.weight": weight}, tmp_path / "timm.pth")
+    with pytest.raises(DepthcoreError, match="no visual.* entries.*keys are timm's"):
+        state_dict_of("clip_vitb16", tmp_path / "timm.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a pickle")
     for name in ("sam_vitb", "dinov2_vitb14", "clip_vitb16", "clip_rn50"):
         with pytest.raises(DepthcoreError):

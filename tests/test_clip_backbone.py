@@ -15,8 +15,7 @@ from depthcore.download import OFFLINE_HINT, DownloadError
 from depthcore.geometry.frame import CLIP_LAYERS
 from depthcore.io import sha256_of
 from depthcore.models.backbones.clip import ClipError, build_clip_backbone
-from depthcore.weights import fetch_clip as fetch_module
-from depthcore.weights.clip import load_clip_backbone, load_state_dict
+from depthcore.weights.clip import load_clip_backbone
 from depthcore.weights.fetch_clip import fetch_clip_weights
 from depthcore.weights.manifest import WeightsError
 
@@ -104,18 +103,23 @@ def test_load_local_checkpoint_and_mismatch_names_keys(rn50, tmp_path):
         build_clip_backbone(model="RN50-quickgelu", state_dict=state)
 
 
-def test_local_weights_are_tracked_by_content(tmp_path):
-    """The manifest records the file's SHA-256: replacing the file's content changes the folder DVC
-    hashes (and so re-runs what used it); files outside weights/backbone/ are refused."""
+def test_local_weights_are_tracked_by_content(rn50, tmp_path):
+    """The manifest records the file's SHA-256 and its conversion's: replacing the file's content changes the
+    folder DVC hashes (and so re-runs what used it); files outside weights/backbone/ are refused."""
     local, out = tmp_path / "weights/backbone", tmp_path / "out"
     local.mkdir(parents=True)
-    (local / "w.pt").write_bytes(b"first")
+    state = rn50.clip.state_dict()
+    torch.save(state, local / "w.pt")
     cfg = clip(pretrained=str(local / "w.pt"))
-    manifest = json.loads(fetch_clip_weights(cfg, out, local_dir=local).read_text())
-    assert manifest["sha256"] == sha256_of(local / "w.pt") and (out / "w.pt").read_bytes() == b"first"
-    (local / "w.pt").write_bytes(b"second")
-    manifest = json.loads(fetch_clip_weights(cfg, out, local_dir=local).read_text())
-    assert manifest["sha256"] == sha256_of(local / "w.pt") and (out / "w.pt").read_bytes() == b"second"
+    first = json.loads(fetch_clip_weights(cfg, out, local_dir=local).read_text())
+    assert first["source_sha256"] == sha256_of(local / "w.pt") and first["sha256"] == sha256_of(out / "w.safetensors")
+    torch.save(state | {"logit_scale": state["logit_scale"] + 1}, local / "w.pt")
+    second = json.loads(fetch_clip_weights(cfg, out, local_dir=local).read_text())
+    assert second["source_sha256"] == sha256_of(local / "w.pt") and second["sha256"] == sha256_of(out / "w.safetensors")
+    assert second["sha256"] != first["sha256"] and sorted(p.name for p in out.iterdir()) == [
+        "w.safetensors",
+        "weights.json",
+    ]
     (tmp_path / "elsewhere.pt").write_bytes(b"x")
     with pytest.raises(WeightsError, match="lies outside .*weights/backbone/"):
         fetch_clip_weights(clip(pretrained=str(tmp_path / "elsewhere.pt")), out, local_dir=local)
@@ -164,32 +168,3 @@ def test_fetch_openai_offline_fails_fast(tmp_path, monkeypatch):
     with pytest.raises(DownloadError) as info:
         fetch_clip_weights(clip(pretrained="openai"), tmp_path, local_dir=LOCAL)
     assert "openaipublic" in str(info.value) and OFFLINE_HINT in str(info.value)
-
-
-class _Archive(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.arange(4.0))
-        self.register_buffer("input_resolution", torch.tensor(224))
-
-
-def test_fetch_openai_converts_archive_to_safetensors(tmp_path, monkeypatch):
-    archive = tmp_path / "RN50.pt"
-    torch.jit.save(torch.jit.script(_Archive()), str(archive))
-    calls = []
-
-    def fake_fetch(remote, directory, progress=True):
-        calls.append(remote)
-        return archive
-
-    monkeypatch.setattr(fetch_module, "fetch", fake_fetch)
-    cfg = clip(pretrained="openai")
-    manifest = json.loads(fetch_clip_weights(cfg, tmp_path, local_dir=LOCAL).read_text())
-    out = tmp_path / "RN50-quickgelu-openai.safetensors"
-    assert manifest["file"] == out.name and manifest["sha256"] == sha256_of(out) and not archive.exists()
-    assert len(calls[0].sha256) == 64 and calls[0].sha256 in calls[0].url
-    state = load_state_dict(out)
-    assert list(state) == ["w"] and torch.equal(state["w"], torch.arange(4.0))  # metadata entries dropped
-    before = out.read_bytes()
-    fetch_clip_weights(cfg, tmp_path, local_dir=LOCAL)
-    assert len(calls) == 1 and out.read_bytes() == before  # verified and kept, never fetched again

@@ -39,7 +39,8 @@ from depthcore.pipeline.partials import remove_stale, unfinished_work
 from depthcore.seeding import seed_global
 from depthcore.training.loop import TrainingError
 from depthcore.training.run import build_run, train_model
-from depthcore.weights.clip import load_clip_backbone, load_state_dict
+from depthcore.weights.clip import load_clip_backbone
+from depthcore.weights.convert import state_dict_of
 from depthcore.weights.manifest import MANIFEST, WeightsError, read_manifest, weights_file
 from depthcore.weights.sam import load_sam_checkpoint
 
@@ -192,7 +193,7 @@ def test_a_pickle_with_code_is_refused_in_depthcore_words(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"w": torch.zeros(2), "hook": _Hook()}, path)
     for load in (
-        lambda: load_state_dict(path),
+        lambda: state_dict_of("clip_rn50", path),
         lambda: load_sam_checkpoint(torch.nn.Linear(1, 1), path, model_name="vit_b"),
     ):
         with pytest.raises(DepthcoreError) as error:

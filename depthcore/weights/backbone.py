@@ -1,6 +1,10 @@
 """The selected backbone, end to end up to its weights: what the ``backbone`` stage records of it, what the
 ``fetch_backbone`` stage puts in its weights folder, and the frozen model that folder describes.
 
+Every weights file the stage takes (a release downloaded by tag, a file under ``weights/backbone/``) is converted
+once, by the backbone's own conversion (:mod:`depthcore.weights.convert`), checked by building the backbone from it,
+and written as safetensors: a file that does not fit is refused here, not in a later stage.
+
 ``backbone: clip_rn50`` (the paper's) keeps its settings in the ``clip`` section and its weights exactly as
 before (:mod:`depthcore.weights.fetch_clip`). Every other backbone (:mod:`depthcore.models.backbones.zoo`) has
 ``backbones.<name>``: ``pretrained`` (its release tag, ``none`` for seeded random weights, or a file under
@@ -30,7 +34,15 @@ from depthcore.closure import code_hashes
 from depthcore.download import DownloadError, RemoteFile, fetch
 from depthcore.io import atomic_path, read_json, sha256_of, write_json_atomic
 from depthcore.models.backbones.zoo.registry import BACKBONES, backbone_spec
-from depthcore.weights.fetch_clip import _fetch_openai, fetch_clip_weights
+from depthcore.weights.convert import (
+    PAPER_BACKBONE,
+    RELEASE_ENTRIES,
+    checked_state_dict,
+    convert_weights_file,
+    fits,
+    state_dict_of,
+)
+from depthcore.weights.fetch_clip import fetch_clip_weights
 from depthcore.weights.manifest import (
     MANIFEST,
     WeightsError,
@@ -39,7 +51,7 @@ from depthcore.weights.manifest import (
     write_weights_dir,
 )
 
-PAPER_BACKBONE = "clip_rn50"  # settings: the clip section; weights and features exactly as before the zoo
+__all__ = ["PAPER_BACKBONE", "fetch_backbone_weights", "load_backbone", "state_dict_of"]
 INDEX = "index.json"  # of the downloads folder: release key -> the kept file and its manifest entries
 HF_SHA_HEADER = "X-Linked-Etag"  # Hugging Face's header with the SHA-256 of a file stored with Git LFS
 
@@ -96,22 +108,31 @@ def fetch_backbone_weights(
             fetch_remote=_release_fetcher(name, releases.get(choice.pretrained), progress),
             local_dir=local_dir,
             param=f"backbones.{name}.pretrained (a release: {sorted(releases)}; none; or a file)",
+            use_local=lambda source, folder: convert_weights_file(
+                name, choice.model, source, folder / f"{source.stem}.safetensors"
+            ),
         )
-    manifest_path = _with_downloads(downloads, f"{name}/{choice.model}/{choice.pretrained}", out_dir, remote, write)
+    key = f"{name}/{choice.model}/{choice.pretrained}"
+    manifest_path = _with_downloads(
+        downloads, key, out_dir, remote, write, fits=lambda path: fits(name, choice.model, path)
+    )
     manifest = read_json(manifest_path) | {"backbone": name}
     write_json_atomic(manifest_path, manifest)
     return manifest_path
 
 
-def _with_downloads(downloads: Path, key: str, out_dir: Path | str, remote: bool, write) -> Path:
+def _with_downloads(downloads: Path, key: str, out_dir: Path | str, remote: bool, write, *, fits) -> Path:
     """Run ``write()`` (which fills ``out_dir`` and returns its manifest path) for a release ``key``, first
-    re-linking the release's file from ``downloads`` when it was kept there, and keeping it there afterwards."""
+    re-linking the release's file from ``downloads`` when it was kept there (and still ``fits(path)`` the backbone:
+    one an older version converted wrongly is dropped and redone), and keeping it there afterwards."""
     out_dir, downloads = Path(out_dir), Path(downloads)
     index_path = downloads / INDEX
     index = read_json(index_path) if index_path.is_file() else {}
     entry = index.get(key) if remote else None
     if entry is not None:
         kept = downloads / entry["file"]
+        if kept.is_file() and sha256_of(kept) == entry["sha256"] and not fits(kept):
+            kept.unlink()
         if kept.is_file() and sha256_of(kept) == entry["sha256"]:
             out_dir.mkdir(parents=True, exist_ok=True)
             target = out_dir / Path(entry["file"]).name
@@ -141,31 +162,29 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _release_fetcher(name: str, release, progress: bool):
-    """``fetch_remote(out_dir) -> manifest entries`` for a zoo backbone's ``release`` (None: not a release)."""
+    """``fetch_remote(out_dir) -> manifest entries`` for a zoo backbone's ``release`` (None: not a release): the
+    file downloaded (resumable, verified), then checked (a safetensors release, kept as published) or converted
+    (:func:`~depthcore.weights.convert.convert_weights_file`; the download is then removed)."""
     if release is None:
         return None
+    model = backbone_spec(name).model
 
     def fetch_release(out_dir: Path) -> dict[str, Any]:
         previous = read_json(out_dir / MANIFEST) if (out_dir / MANIFEST).is_file() else {}
         kept = out_dir / str(previous.get("file"))
         same = previous.get("backbone", name) == name and previous.get("pretrained") == release.tag
         if same and previous.get("file") and kept.is_file() and sha256_of(kept) == previous.get("sha256"):
-            return {k: previous[k] for k in ("file", "sha256", "url", "source_sha256") if k in previous}
-        if release.format == "openai_jit":
-            return _fetch_openai(backbone_spec(name).model, out_dir, progress)
+            if fits(name, model, kept):
+                return {k: previous[k] for k in RELEASE_ENTRIES if k in previous}
         sha256 = release.sha256 or announced_sha256(release.url)
         remote = RemoteFile(url=release.url, filename=release.filename, sha256=sha256)
         path = fetch(remote, out_dir, progress=progress)
         if release.format == "safetensors":
+            checked_state_dict(name, model, path)
             return {"file": path.name, "sha256": sha256_of(path), "url": release.url}
-        converted = out_dir / f"{name}-{release.tag}.safetensors"  # a torch checkpoint, read once without pickle
-        from safetensors.torch import save_file
-
-        state = state_dict_of(name, path)
-        with atomic_path(converted) as tmp:
-            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        entries = convert_weights_file(name, model, path, out_dir / f"{name}-{release.tag}.safetensors")
         path.unlink()
-        return {"file": converted.name, "sha256": sha256_of(converted), "url": release.url, "source_sha256": sha256}
+        return entries | {"url": release.url}
 
     return fetch_release
 
@@ -216,31 +235,6 @@ def load_backbone(weights_dir: Path | str):
     state = None if path is None else state_dict_of(name, path)
     cfg = SimpleNamespace(init_seed=manifest.get("init_seed", 0), pretrained=manifest["pretrained"])
     return BACKBONES.get(name).build(cfg=cfg, state_dict=state)
-
-
-def state_dict_of(name: str, path: Path | str) -> dict[str, Any]:
-    """The state dict that backbone ``name`` is built from, out of a weights file: ``.safetensors``, or a torch
-    file of tensors only (read with ``weights_only``: no pickled code), converted by the backbone's module
-    (e.g. SAM's image encoder out of the whole model). BackboneError naming the file otherwise."""
-    from depthcore.io import UnsafeFileError, load_plain_torch
-    from depthcore.models.backbones.zoo.base import BackboneError
-
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = load_plain_torch(path)
-    except UnsafeFileError as exc:
-        raise BackboneError(str(exc)) from None
-    except Exception as exc:  # missing, truncated or foreign files
-        raise BackboneError(f"cannot read weights file {path} ({type(exc).__name__}: {exc})") from exc
-    try:
-        return backbone_spec(name).convert_state_dict(state)
-    except BackboneError as exc:
-        raise BackboneError(f"{path}: {exc}") from None
 
 
 def describe(selected: dict[str, Any]) -> str:

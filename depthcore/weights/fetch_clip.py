@@ -5,11 +5,14 @@ stage's output folder.
 
 - ``openai``: OpenAI's release, located through open_clip's pretrained table (URL, and the SHA-256
   OpenAI embeds in the URL), downloaded (resumable, verified) and converted once from the TorchScript
-  archive into ``<model>-openai.safetensors`` (deterministic bytes, no pickle);
+  archive (read as tensors, its code never run) into ``<model>-openai.safetensors``;
 - ``none``: the architecture with random weights seeded by ``clip.init_seed`` (the offline mode);
 - a file under ``weights/backbone/`` (the ``fetch_backbone`` stage depends on that folder, so DVC tracks the
-  file's content): a plain open_clip / OpenAI state dict (``.pt``, ``.bin`` or ``.safetensors``),
-  copied into the output.
+  file's content): OpenAI's archive itself (``RN50.pt``) or an open_clip state dict (``.bin``, ``.pt`` or
+  ``.safetensors``), converted the same way into ``<file stem>.safetensors``.
+
+Either file is checked by building the model from it (:mod:`depthcore.weights.convert`), so a file that does not
+fit ``clip.model`` is refused here.
 
 The output folder holds exactly the weights in use and ``weights.json`` (model, tag, file, SHA-256);
 everything downstream reads that manifest, never ``clip.pretrained`` itself.
@@ -21,11 +24,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from depthcore.download import RemoteFile, fetch
-from depthcore.io import atomic_path, sha256_of
-from depthcore.models.backbones.clip import OPENAI_METADATA_KEYS, ClipError, check_model_name, resnet_models
+from depthcore.io import sha256_of
+from depthcore.models.backbones.clip import ClipError, check_model_name, resnet_models
+from depthcore.weights.convert import PAPER_BACKBONE, RELEASE_ENTRIES, convert_weights_file, fits
 from depthcore.weights.manifest import MANIFEST, read_manifest, write_weights_dir
 
 PRETRAINED_OPENAI = "openai"
@@ -43,6 +45,9 @@ def fetch_clip_weights(clip, out_dir: Path | str, *, local_dir: Path, progress: 
         fetch_remote=lambda folder: _fetch_openai(clip.model, folder, progress),
         local_dir=local_dir,
         param="clip.pretrained",
+        use_local=lambda source, folder: convert_weights_file(
+            PAPER_BACKBONE, clip.model, source, folder / f"{source.stem}.safetensors"
+        ),
     )
 
 
@@ -58,16 +63,11 @@ def _fetch_openai(model: str, out_dir: Path, progress: bool) -> dict[str, Any]:
     target = out_dir / f"{model}-openai.safetensors"
     previous = read_manifest(out_dir, stage="fetch_backbone") if (out_dir / MANIFEST).exists() else {}
     if target.exists() and previous.get("file") == target.name and sha256_of(target) == previous.get("sha256"):
-        return {"file": target.name, "sha256": previous["sha256"], "url": url}
+        if fits(PAPER_BACKBONE, model, target):
+            return {k: previous[k] for k in RELEASE_ENTRIES if k in previous}
     # OpenAI publishes the SHA-256 of each file as the last folder of its URL.
     remote = RemoteFile(url=url, filename=os.path.basename(url), sha256=url.rstrip("/").split("/")[-2])
     archive = fetch(remote, out_dir, progress=progress)
-    state = {k: v.contiguous() for k, v in torch.jit.load(str(archive), map_location="cpu").state_dict().items()}
-    for key in OPENAI_METADATA_KEYS:
-        state.pop(key, None)
-    from safetensors.torch import save_file
-
-    with atomic_path(target) as tmp:
-        save_file(state, str(tmp))
+    entries = convert_weights_file(PAPER_BACKBONE, model, archive, target)
     archive.unlink()
-    return {"file": target.name, "sha256": sha256_of(target), "url": url, "source_sha256": remote.sha256}
+    return entries | {"url": url}

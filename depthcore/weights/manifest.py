@@ -30,11 +30,13 @@ def write_weights_dir(
     fetch_remote: Callable[[Path], dict[str, Any]],
     local_dir: Path,
     param: str,
+    use_local: Callable[[Path, Path], dict[str, Any]] | None = None,
 ) -> Path:
     """Make ``out_dir`` hold the weights a clip/sam params ``section`` (``model``, ``pretrained``,
     ``init_seed``) asks for, and their manifest; returns the manifest path. ``pretrained`` is 'none'
     (seeded random init, no file), ``remote_tag`` (``fetch_remote(out_dir)`` downloads the release and
-    returns its ``file`` / ``sha256`` entries) or a file under ``local_dir``. Other files are removed."""
+    returns its ``file`` / ``sha256`` entries) or a file under ``local_dir``, which ``use_local(file, out_dir)``
+    turns into the folder's weights and manifest entries (default: copied as it is). Other files are removed."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {"model": section.model, "pretrained": section.pretrained, "file": None, "sha256": None}
@@ -43,13 +45,14 @@ def write_weights_dir(
     elif section.pretrained == remote_tag:
         manifest |= fetch_remote(out_dir)
     else:
-        manifest |= copy_local_weights(section.pretrained, local_dir, out_dir, param=param)
+        source = local_weights_file(section.pretrained, local_dir, param=param)
+        manifest |= (use_local or copy_weights)(source, out_dir)
     return finish_weights_dir(out_dir, manifest)
 
 
-def copy_local_weights(pretrained: str, local_dir: Path, out_dir: Path, *, param: str) -> dict[str, Any]:
-    """Copy the user's file ``pretrained`` (which must lie under ``local_dir``, a DVC dependency of the
-    fetch stage, so that DVC notices a changed file) into ``out_dir``; returns its manifest entries."""
+def local_weights_file(pretrained: str, local_dir: Path, *, param: str) -> Path:
+    """The user's file ``pretrained``, which must lie under ``local_dir`` (a DVC dependency of the fetch stage, so
+    that DVC notices a changed file); WeightsError naming the param otherwise."""
     source = Path(pretrained)
     inside = source.resolve().is_relative_to(local_dir.resolve())
     if not inside or not source.is_file():
@@ -59,6 +62,11 @@ def copy_local_weights(pretrained: str, local_dir: Path, out_dir: Path, *, param
             f"{local_dir}/ (the fetch stage depends on that folder, so DVC re-runs what used a file whose content "
             "changed) and give that path"
         )
+    return source
+
+
+def copy_weights(source: Path, out_dir: Path) -> dict[str, Any]:
+    """Copy the user's file ``source`` into ``out_dir``; returns its manifest entries."""
     target = out_dir / source.name
     digest = sha256_of(source)
     if not target.exists() or sha256_of(target) != digest:

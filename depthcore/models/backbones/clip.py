@@ -15,7 +15,10 @@ follow the image's content at every scale; offline learning tests can then tell 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -164,6 +167,34 @@ def encode_prompts(clip_model: nn.Module, model_name: str, prompts: list[str]) -
     return F.normalize(clip_model.encode_text(tokens).float(), dim=-1)
 
 
+RANDOM_INIT_WARNING = "No pretrained weights loaded for model"  # open_clip's, on the root logger
+
+
+class _NoRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(RANDOM_INIT_WARNING)
+
+
+@contextlib.contextmanager
+def quiet_random_init() -> Iterator[None]:
+    """open_clip's "No pretrained weights loaded ... initialized randomly" silenced while the block builds a model:
+    depthcore builds the architecture, then loads its weights (or draws its own seeded ones) itself."""
+    root, quiet = logging.getLogger(), _NoRandomInitWarning()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
+def create_clip_model(model: str, device: str = "cpu") -> nn.Module:
+    """open_clip's ``model`` architecture on ``device``, without weights and without open_clip's warning."""
+    import open_clip
+
+    with quiet_random_init():
+        return open_clip.create_model(model, pretrained=None, device=device)
+
+
 def build_clip_backbone(
     *, model: str, state_dict: dict[str, torch.Tensor] | None = None, init_seed: int = 0, source: str = ""
 ) -> ClipBackbone:
@@ -173,12 +204,11 @@ def build_clip_backbone(
     the weights are loaded strictly, and weights that do not fit the model raise ClipError naming the
     missing and unexpected keys (``source`` names the file in that message).
     """
-    import open_clip
 
     check_model_name(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
-        clip_model = open_clip.create_model(model, pretrained=None, device="cpu")
+        clip_model = create_clip_model(model)
         if state_dict is None:
             informative_random_init(clip_model.visual)
     if state_dict is not None:

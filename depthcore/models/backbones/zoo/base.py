@@ -119,12 +119,15 @@ WEIGHTS_FORMATS = ("openai_jit", "safetensors", "torch")
 class BackboneSpec:
     """What the zoo knows of a registered backbone without building it, registered with its builder: ``model``
     (the library's model name: open_clip's, timm's or SAM's registry key), its ``facts``, its official weights
-    ``releases`` and ``convert_state_dict`` (a loaded weights file -> the state dict its builder takes)."""
+    ``releases``, ``convert_state_dict`` (the tensors of any accepted weights file -> the state dict its builder
+    takes; idempotent: converting a converted state dict changes nothing) and ``accepted``: the published files it
+    reads, one line each (for messages and the docs)."""
 
     model: str
     facts: BackboneFacts
     releases: tuple[WeightsRelease, ...]
     convert_state_dict: Callable[[object], dict[str, torch.Tensor]]
+    accepted: tuple[str, ...]
 
 
 def find_release(releases: tuple[WeightsRelease, ...], tag: str, *, backbone: str) -> WeightsRelease:

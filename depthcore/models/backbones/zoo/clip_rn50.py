@@ -14,7 +14,7 @@ from torch import nn
 
 from depthcore.geometry.frame import CLIP_LAYERS, IMAGENET_MEAN, IMAGENET_STD, normalise_imagenet
 from depthcore.models.backbones.clip import ClipBackbone, ClipError, build_clip_backbone
-from depthcore.models.backbones.zoo._clip import convert_clip_state_dict
+from depthcore.models.backbones.zoo._clip import accepted_clip_files, convert_clip_state_dict
 from depthcore.models.backbones.zoo.base import (
     CROP_SIZE,
     BackboneError,
@@ -96,7 +96,13 @@ class ClipRN50Backbone(FrozenBackbone):
 @register(
     NAME,
     config=ClipRN50Settings,
-    spec=BackboneSpec(model=MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_clip_state_dict),
+    spec=BackboneSpec(
+        model=MODEL,
+        facts=FACTS,
+        releases=RELEASES,
+        convert_state_dict=convert_clip_state_dict,
+        accepted=accepted_clip_files("RN50.pt", "timm/resnet50_clip.openai"),
+    ),
 )
 def build(*, cfg: ClipRN50Settings, state_dict: dict[str, torch.Tensor] | None = None, clip=None) -> ClipRN50Backbone:
     """The backbone of ``clip`` (the ClipSection: model, init_seed) through build_clip_backbone; ``state_dict``

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthcore.models.backbones.clip import encode_prompts
-from depthcore.models.backbones.zoo._clip import convert_clip_state_dict
+from depthcore.models.backbones.clip import create_clip_model, encode_prompts
+from depthcore.models.backbones.zoo._clip import accepted_clip_files, convert_clip_state_dict
 from depthcore.models.backbones.zoo._vit import (
     BLOCK_PREFIX,
     block_index,
@@ -165,18 +165,23 @@ def maskclip_dense(block: nn.Module, visual: nn.Module, tokens: torch.Tensor) ->
 @register(
     NAME,
     config=ClipViTB16Settings,
-    spec=BackboneSpec(model=MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_clip_state_dict),
+    spec=BackboneSpec(
+        model=MODEL,
+        facts=FACTS,
+        releases=RELEASES,
+        convert_state_dict=convert_clip_state_dict,
+        accepted=accepted_clip_files("ViT-B-16.pt", "timm/vit_base_patch16_clip_224.openai"),
+    ),
 )
 def build(*, cfg: ClipViTB16Settings, state_dict: dict[str, torch.Tensor] | None = None, clip=None) -> ClipViTBackbone:
     """The frozen CLIP ViT-B/16 (image and text towers); ``state_dict``: open_clip's key names for the whole model
     (:func:`~depthcore.models.backbones.zoo._clip.convert_clip_state_dict`); None: seeded random weights
     (``cfg.init_seed``), open_clip's own init, which is already informative (block outputs std ~1.0 -> 1.4, cosine
     ~0.97 between neighbouring blocks)."""
-    import open_clip
 
     def create(device: str) -> nn.Module:
         with torch.device(device):  # open_clip builds on the default device, then moves the model to ``device``
-            return open_clip.create_model(MODEL, pretrained=None, device=device)
+            return create_clip_model(MODEL, device)
 
     clip_model = instantiate(create, backbone=NAME, init_seed=cfg.init_seed, state_dict=state_dict)
     return ClipViTBackbone(clip_model)

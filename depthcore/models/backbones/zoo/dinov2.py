@@ -4,7 +4,8 @@ variant in :data:`VARIANTS` (timm's style: a variant is a line).
 Input: the 416 x 544 crop resized bilinearly to 420 x 546 (30 x 39 patches of 14), ImageNet statistics; the
 intermediate blocks are returned without the final LayerNorm, as DINOv2's own depth heads read them
 (``get_intermediate_layers(..., norm=False)`` in dinov2/hub/depthers.py). Weights: timm's Hugging Face
-``model.safetensors`` (tag ``official``). See :class:`depthcore.models.backbones.zoo._vit.TimmViTBackbone`.
+``model.safetensors`` (tag ``official``) or Meta's ``dinov2_vit*14_pretrain.pth`` (a file under
+``weights/backbone/``). See :class:`depthcore.models.backbones.zoo._vit.TimmViTBackbone`.
 """
 
 from __future__ import annotations
@@ -40,9 +41,24 @@ class DinoV2Settings(BackboneSettings):
     valid_layers: ClassVar[tuple[str, ...]] = LAYERS
 
 
+MASK_TOKEN = "mask_token"  # Meta's checkpoints: the iBOT mask embedding (1 x C), unused at inference; timm drops it
+
+
 def convert_state_dict(state) -> dict[str, torch.Tensor]:
-    """timm's model.safetensors as loaded: nothing to convert."""
-    return timm_state_dict(state)
+    """timm's state dict of a DINOv2 checkpoint: timm's model.safetensors as it is; Meta's
+    ``dinov2_vit*14_pretrain.pth`` (DinoVisionTransformer: timm's key names plus ``mask_token``) without
+    ``mask_token``, as timm's own conversion does. Idempotent."""
+    return {k: v for k, v in timm_state_dict(state).items() if k != MASK_TOKEN}
+
+
+def accepted_files(name: str, model: str) -> tuple[str, ...]:
+    """The DINOv2 files variant ``name`` (timm ``model``) reads."""
+    arch = model.split(".")[0]
+    return (
+        f"timm's model.safetensors from huggingface.co/timm/{model} (what pretrained: official downloads)",
+        f"Meta's {name}_pretrain.pth (dl.fbaipublicfiles.com/dinov2/{name}/, what DINOv2's README and torch.hub give)",
+        f"a state dict in timm's names of {arch} (e.g. a file the fetch_backbone stage wrote)",
+    )
 
 
 def _register(name: str, model: str) -> None:
@@ -54,6 +70,7 @@ def _register(name: str, model: str) -> None:
         facts=FACTS,
         releases=(hf_timm_release(model, citation=CITATION),),
         convert_state_dict=convert_state_dict,
+        accepted=accepted_files(name, model),
     )
 
     @register(name, config=settings, spec=spec)

@@ -18,6 +18,7 @@ width W and padded at the bottom: the rows kept are ceil(int(416 * W / 544 + 0.5
 from __future__ import annotations
 
 import math
+import re
 from typing import ClassVar
 
 import torch
@@ -27,7 +28,6 @@ from torch import nn
 from depthcore.models.backbones.zoo._vit import block_index, block_layers, resize_grid_embedding
 from depthcore.models.backbones.zoo.base import (
     CROP_SIZE,
-    BackboneError,
     BackboneFacts,
     BackboneSettings,
     BackboneSpec,
@@ -51,6 +51,7 @@ NECK = "neck"
 LAYERS = (*block_layers(DEPTH), NECK)
 FACTS = BackboneFacts(layers=LAYERS, class_token=False, text=False, zeroshot_layer=None)
 ENCODER_PREFIX = "image_encoder."
+TIMM_MLP = re.compile(r"\.mlp\.fc([12])\.")  # timm's names of segment_anything's MLPBlock lin1 / lin2
 
 RELEASES: tuple[WeightsRelease, ...] = (
     WeightsRelease(
@@ -144,21 +145,29 @@ class SamViTBBackbone(FrozenBackbone):
 
 
 def convert_state_dict(state) -> dict[str, torch.Tensor]:
-    """The image encoder's state dict from a loaded SAM checkpoint (Meta's sam_vit_b_01ec64.pth: the whole Sam
-    model's state dict): the ``image_encoder.*`` entries, prefix removed."""
+    """The image encoder's state dict (segment_anything's ``ImageEncoderViT`` names) from SAM weights: Meta's
+    ``sam_vit_b_01ec64.pth`` (the whole Sam model: its ``image_encoder.*`` entries, prefix removed, the prompt
+    encoder and mask decoder dropped), timm's ``samvit_base_patch16.sa1b`` (the encoder, with the MLP's ``lin1`` /
+    ``lin2`` named ``fc1`` / ``fc2``), or the encoder's state dict itself (what the fetch stage writes). Idempotent."""
     state = unwrap_state_dict(state)
-    encoder = {
-        key.removeprefix(ENCODER_PREFIX): value for key, value in state.items() if key.startswith(ENCODER_PREFIX)
-    }
-    if not encoder:
-        raise BackboneError(f"the checkpoint has no {ENCODER_PREFIX}* entries: it is not a SAM checkpoint")
-    return encoder
+    if any(key.startswith(ENCODER_PREFIX) for key in state):
+        state = {k.removeprefix(ENCODER_PREFIX): v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    return {TIMM_MLP.sub(r".mlp.lin\1.", key): value for key, value in state.items()}
+
+
+ACCEPTED = (
+    "Meta's sam_vit_b_01ec64.pth (what pretrained: official downloads; the whole SAM model, its image encoder read)",
+    "timm's model.safetensors from huggingface.co/timm/samvit_base_patch16.sa1b (the encoder in timm's names)",
+    "segment_anything's ImageEncoderViT state dict of vit_b (e.g. a file the fetch_backbone stage wrote)",
+)
 
 
 @register(
     NAME,
     config=SamViTBSettings,
-    spec=BackboneSpec(model=SAM_MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_state_dict),
+    spec=BackboneSpec(
+        model=SAM_MODEL, facts=FACTS, releases=RELEASES, convert_state_dict=convert_state_dict, accepted=ACCEPTED
+    ),
 )
 def build(*, cfg: SamViTBSettings, state_dict: dict[str, torch.Tensor] | None = None, clip=None) -> SamViTBBackbone:
     """The frozen SAM ViT-B image encoder; ``state_dict`` (image-encoder keys, :func:`convert_state_dict`) None:
