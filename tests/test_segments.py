@@ -254,6 +254,10 @@ def test_weights_folder_manifest_and_missing_files(tmp_path, monkeypatch):
     local.mkdir(parents=True)
     with pytest.raises(WeightsError, match="nope.pth' is not a known tag"):
         fetch_sam_weights(make_params({"sam.pretrained": str(local / "nope.pth")}).sam, out, local_dir=local)
+    torch.save(torch.nn.Linear(2, 2).state_dict(), local / "other.pth")  # another model's file: refused right here
+    with pytest.raises(SamError, match=r"other.pth does not match model 'vit_b'.*unexpected keys \['bias', 'weight'\]"):
+        fetch_sam_weights(make_params({"sam.pretrained": str(local / "other.pth")}).sam, out, local_dir=local)
+    assert not (out / "other.pth").exists()
 
     def fake_fetch(remote, directory, progress=True):  # the official download, without network
         (directory / remote.filename).write_bytes(b"x")

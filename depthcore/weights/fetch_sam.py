@@ -3,7 +3,7 @@
 ``sam.pretrained`` is ``"official"`` (Meta's released checkpoint for ``sam.model``, downloaded, its size
 and SHA-256 verified), ``"none"`` (the same architecture with seeded random weights, for offline runs) or
 a file under ``weights/sam/`` (a ``state_dict`` saved with ``torch.save``; the fetch stage depends on that
-folder, so DVC tracks the file's content).
+folder, so DVC tracks the file's content), checked against the architecture here, not in a later stage.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from depthcore.download import RemoteFile, fetch
-from depthcore.weights.manifest import write_weights_dir
+from depthcore.weights.manifest import copy_weights, write_weights_dir
 
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 # Sizes and SHA-256 of the official releases (the hashes are the ones published alongside the
@@ -50,4 +50,13 @@ def fetch_sam_weights(sam, out_dir: Path | str, *, local_dir: Path, progress: bo
         fetch_remote=lambda folder: {"file": fetch(remote, folder, progress=progress).name, "sha256": remote.sha256},
         local_dir=local_dir,
         param="sam.pretrained",
+        use_local=lambda source, folder: _checked_copy(source, folder, sam.model),
     )
+
+
+def _checked_copy(source: Path, out_dir: Path, model: str) -> dict:
+    """The user's SAM file checked against ``model`` (SamError naming the keys otherwise), then copied."""
+    from depthcore.weights.sam import check_sam_checkpoint  # segment_anything is heavy: only when a file is given
+
+    check_sam_checkpoint(source, model_name=model)
+    return copy_weights(source, out_dir)

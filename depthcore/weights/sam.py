@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from segment_anything import sam_model_registry
 from segment_anything.modeling import Sam
 
 from depthcore.io import UnsafeFileError, load_plain_torch
@@ -28,6 +29,20 @@ def load_sam_checkpoint(model: torch.nn.Module, path: Path | str, *, model_name:
 
     Raises SamError naming ``model_name`` and the missing, unexpected and mis-shaped keys.
     """
+    state = _checked_state(model, path, model_name=model_name)
+    model.load_state_dict(state, strict=True)
+
+
+def check_sam_checkpoint(path: Path | str, *, model_name: str) -> None:
+    """SamError (as :func:`load_sam_checkpoint`) unless the file at ``path`` is a state dict of SAM ``model_name``:
+    checked against the model built on the meta device (no weights drawn), so the fetch stage refuses a wrong
+    file."""
+    with torch.device("meta"):
+        skeleton = sam_model_registry[model_name]()
+    _checked_state(skeleton, path, model_name=model_name)
+
+
+def _checked_state(model: torch.nn.Module, path: Path | str, *, model_name: str) -> dict[str, torch.Tensor]:
     try:
         state = load_plain_torch(path)
     except UnsafeFileError as exc:
@@ -53,7 +68,7 @@ def load_sam_checkpoint(model: torch.nn.Module, path: Path | str, *, model_name:
             f"{len(mismatched)} shape mismatches {_head(mismatched)}. Choose the sam.model the checkpoint was "
             f"trained as ({list(SAM_MODELS)})."
         )
-    model.load_state_dict(state, strict=True)
+    return state
 
 
 def _head(items: list[str], n: int = 5) -> list[str]:
