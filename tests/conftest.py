@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from depthcore.config.offline import OFFLINE
@@ -21,8 +22,6 @@ from depthcore.pipeline.build import build_inputs
 REPO = Path(__file__).resolve().parents[1]
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one torch thread per worker: the workers already fill the cores
-    import torch
-
     torch.set_num_threads(1)
 # The offline configuration with 6 rendered images, 2 per room: 3 rooms, one each for test, val and train.
 TINY_DATA = {"data.synthetic.images": 6, "data.synthetic.views_per_room": 2}
@@ -62,6 +61,15 @@ def default_raw() -> dict:
 def make_params(overrides: dict | None = None, *, offline: bool = True) -> Params:
     """Validated params: the repository's defaults, the offline settings (6 images), then ``overrides``."""
     return validate_params(with_overrides(default_raw(), (OFFLINE | TINY_DATA if offline else {}) | (overrides or {})))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module of tiny tensors (thread hand-offs would cost more than the work)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -37,13 +37,7 @@ from depthcore.weights.backbone import fetch_backbone_weights, load_backbone, se
 from depthcore.weights.formats import TORCHSCRIPT, WeightsFileError, read_torchscript_tensors, read_weights_file
 from depthcore.weights.manifest import WeightsError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_features(backbone, size=(64, 64), layers=None):
