@@ -51,7 +51,6 @@ from depthcore.weights.manifest import (
     write_weights_dir,
 )
 
-__all__ = ["PAPER_BACKBONE", "fetch_backbone_weights", "load_backbone", "state_dict_of"]
 INDEX = "index.json"  # of the downloads folder: release key -> the kept file and its manifest entries
 HF_SHA_HEADER = "X-Linked-Etag"  # Hugging Face's header with the SHA-256 of a file stored with Git LFS
 
