@@ -7,7 +7,9 @@ artifacts the pipeline fetched and built (``--backbone-weights``, ``--head``, ``
 pipeline's own locations, relative to the current folder). See :mod:`depthcore.inference`.
 
 Exit status: 0 when every image was written (or skipped because its outputs exist), 1 when some image could not
-be read (listed at the end; the others are written), 2 on an error that stops the run (one line on stderr).
+be read (listed at the end; the others are written), 2 on an error that stops the run (one line on stderr; the
+options, the output folder and the inputs are checked before the model loads), 130 on Ctrl-C (one line; every
+image written so far is complete, and a rerun skips it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from depthcore.inference.outputs import COLORMAP
 
 EXIT_IMAGES_FAILED = 1
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's status for a command stopped by Ctrl-C
 
 
 def _device(name: str):
@@ -48,14 +51,21 @@ def parser() -> argparse.ArgumentParser:
         "predict",
         help="metric depth for your own images",
         description="Depth in metres for image files from a trained checkpoint or DepthCLIP zero-shot. Each image "
-        "is resized to cover the 480 x 640 NYUv2 frame and centre-cropped (aspect ratio kept); the depth is mapped "
-        "back to the image's own pixels, 0 where the model's crop does not reach.",
+        "is resized to cover the 480 x 640 NYUv2 frame (aspect ratio kept); the model predicts the frame's crop and "
+        "overlapping crop-sized windows at the same scale that cover the rest of the image, blended, and the depth "
+        "is mapped back to the image's own pixels (--crop-only: the frame's crop alone, 0 elsewhere).",
     )
     p.add_argument("model", help="a checkpoint (.safetensors) the pipeline wrote, or 'zeroshot'")
     p.add_argument("inputs", nargs="+", type=Path, help="image files, or folders of them (not recursive)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--device", default="auto", help="auto (a GPU when torch can use one) | cpu | cuda | cuda:N")
-    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    p.add_argument("--batch-size", type=int, default=4, help="windows (crop-sized views) per forward pass (default 4)")
+    p.add_argument(
+        "--crop-only",
+        action="store_true",
+        help="depth only where the model's crop of the centre frame reaches (as the evaluate stage), 0 elsewhere: "
+        "one window per image instead of 5 for a 4:3 photo",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist (default: skip them)")
     p.add_argument("--ply", action="store_true", help="also write a coloured point cloud <stem>.ply")
     for name in ("fx", "fy", "cx", "cy"):
@@ -76,15 +86,29 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _check_cmap(name: str) -> None:
+    """DepthcoreError unless matplotlib has a colormap ``name``."""
+    import matplotlib
+
+    if name not in matplotlib.colormaps:
+        raise DepthcoreError(
+            f"--cmap {name} is not a matplotlib colormap: use e.g. turbo, viridis, magma or plasma "
+            "(python -c 'import matplotlib; print(list(matplotlib.colormaps))' lists them all)"
+        )
+
+
 def predict(args: argparse.Namespace) -> int:
     from depthcore.inference.live import ZEROSHOT_MODEL, LivePredictor
-    from depthcore.inference.predict import OutputOptions, predict_images
+    from depthcore.inference.predict import OutputOptions, check_output_folder, image_files, predict_images
 
     given = [getattr(args, name) for name in ("fx", "fy", "cx", "cy")]
     if any(v is not None for v in given) and None in given:
         raise DepthcoreError("--fx, --fy, --cx and --cy go together: give all four, or none for NYUv2's camera")
     if args.batch_size < 1:
         raise DepthcoreError(f"--batch-size must be at least 1, got {args.batch_size}")
+    _check_cmap(args.cmap)
+    check_output_folder(args.out)
+    inputs = image_files(args.inputs)  # two inputs of one stem: refused before the model loads
     device = _device(args.device)
     if args.model == ZEROSHOT_MODEL:
         predictor = LivePredictor.zeroshot(backbone_weights=args.backbone_weights, head=args.head, device=device)
@@ -102,9 +126,10 @@ def predict(args: argparse.Namespace) -> int:
         cmap=args.cmap,
         colorbar=args.colorbar,
         overwrite=args.overwrite,
+        crop_only=args.crop_only,
     )
     summary = predict_images(
-        predictor, args.inputs, args.out, options=options, batch_size=args.batch_size, progress=not args.quiet
+        predictor, inputs, args.out, options=options, batch_size=args.batch_size, progress=not args.quiet
     )
     print(f"{predictor.name} on {device}: wrote {len(summary.written)} image(s) to {args.out}", end="")
     if summary.skipped:
@@ -122,6 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DepthcoreError as exc:
         print(f"depthcore {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(
+            f"depthcore {args.command}: interrupted; every image written so far is complete (rerun to do the rest: "
+            "finished images are skipped)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

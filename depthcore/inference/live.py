@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from depthcore.artifacts import HEAD_LAYER, ArtifactError, head_identity, head_layer, load_head
 from depthcore.config.params import FelzenszwalbSection, SamSection
@@ -29,15 +30,64 @@ from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_tensor
 from depthcore.models.adapters.base import DepthAdapter
 from depthcore.models.heads.depthclip import zeroshot_depth
 from depthcore.models.predict import predict_crop, to_device
-from depthcore.training.checkpoint import build_from_checkpoint, checkpoint_config, load_checkpoint
+from depthcore.training.checkpoint import CheckpointError, build_from_checkpoint, checkpoint_config, load_checkpoint
 from depthcore.weights.backbone import load_backbone
-from depthcore.weights.manifest import read_manifest
+from depthcore.weights.manifest import MANIFEST, read_manifest
 
 ZEROSHOT_MODEL = "zeroshot"  # the MODEL argument that names DepthCLIP zero-shot instead of a checkpoint
+INPUT_FLAGS = (
+    "--backbone-weights DIR (the repository's data/weights/backbone), --head FILE "
+    "(data/features/clip_head.safetensors) and, for a model with SAM segments, --sam-weights DIR (data/weights/sam)"
+)
+SAFETENSORS_PROBE_BYTES = 9  # a safetensors file: 8 bytes of little-endian header length, then the JSON header
+PICKLE_PROTO = b"\x80"  # the first byte of a pickle of protocol 2 or later
+ZIP_MAGIC = b"PK"  # torch.save's zip format
 
 
 class PredictError(DepthcoreError, ValueError):
     """Live prediction cannot rebuild what the model needs (other weights, another head, an unknown segmenter)."""
+
+
+def require_input(path: Path, flag: str, given: Path | str, stage: str) -> None:
+    """PredictError unless ``path`` (a weights folder's manifest, or the head artifact) exists: one line naming the
+    stage that makes it in the repository, and the flags that name the pipeline's files from anywhere else."""
+    if not path.exists():
+        raise PredictError(
+            f"{flag} {given}: {path} does not exist (relative to {Path.cwd()}). In the depthcore repository run "
+            f"`dvc repro {stage}`; elsewhere pass the repository's files: {INPUT_FLAGS}"
+        )
+
+
+def check_checkpoint_file(path: Path | str) -> None:
+    """CheckpointError (one line) when ``path`` is a folder or not a safetensors file (a pickle or a torch.save
+    zip posing as a checkpoint: never unpickled), before anything reads it."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a folder, not a checkpoint: name the .safetensors file in it "
+            f"(e.g. {path / 'model.safetensors'})"
+        )
+    if not path.is_file():
+        return  # load_checkpoint names the stage that writes it
+    with open(path, "rb") as fh:
+        head = fh.read(SAFETENSORS_PROBE_BYTES)
+    size = path.stat().st_size
+    header = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+    if head[8:9] == b"{" and header > size - 8:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint: truncated (its header alone is {header} bytes, the file {size}); "
+            "copy it again, or rerun `dvc repro train`"
+        )
+    if len(head) < SAFETENSORS_PROBE_BYTES or head[8:9] != b"{" or header == 0:
+        kind = ""
+        if head[:1] == PICKLE_PROTO:
+            kind = " (it is a Python pickle, which depthcore never unpickles)"
+        elif head[:2] == ZIP_MAGIC:
+            kind = " (it is a zip archive, e.g. a torch.save file, which depthcore never unpickles)"
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint: not a safetensors file{kind}; predict with the "
+            ".safetensors checkpoint `dvc repro train` wrote (models/model.safetensors)"
+        )
 
 
 def _backbone_weights_match(weights_dir: Path, recorded: dict[str, Any], what: str) -> None:
@@ -123,18 +173,54 @@ class LivePredictor:
         points_per_batch: int = 64,
     ) -> LivePredictor:
         """The adapter of checkpoint ``path`` with what it reads rebuilt from the ``fetch_backbone`` folder
-        ``backbone_weights``, the ``clip_head`` artifact ``head`` and the ``fetch_sam`` folder ``sam_weights``."""
+        ``backbone_weights``, the ``clip_head`` artifact ``head`` and the ``fetch_sam`` folder ``sam_weights``.
+        CheckpointError (one line) for a file that is not a depthcore checkpoint, or whose metadata is not what
+        depthcore wrote (edited: missing or invalid entries); PredictError when what it reads is not here."""
+        check_checkpoint_file(path)
         meta, state = load_checkpoint(path)
+        try:
+            return cls._from_meta(
+                meta,
+                state,
+                backbone_weights=Path(backbone_weights),
+                head=Path(head),
+                sam_weights=Path(sam_weights),
+                device=device,
+                points_per_batch=points_per_batch,
+            )
+        except (KeyError, TypeError, AttributeError, IndexError, ValidationError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise CheckpointError(
+                f"{path}: its metadata is not what depthcore writes ({type(exc).__name__} {detail}; edited?): use "
+                "the checkpoint `dvc repro train` wrote"
+            ) from None
+
+    @classmethod
+    def _from_meta(
+        cls,
+        meta: dict[str, Any],
+        state: dict[str, torch.Tensor],
+        *,
+        backbone_weights: Path,
+        head: Path,
+        sam_weights: Path,
+        device: torch.device,
+        points_per_batch: int,
+    ) -> LivePredictor:
+        """:meth:`from_checkpoint` from the checkpoint's metadata and state dict."""
         cfg = checkpoint_config(meta)
         keys, layers = cfg.batch_keys(), cfg.cached_layers()
         backbone = zs_head = segmenter = attrs = None
         zs_layer = HEAD_LAYER
+        if layers or "zeroshot" in keys:
+            require_input(backbone_weights / MANIFEST, "--backbone-weights", backbone_weights, "fetch_backbone")
         if layers:
             _backbone_weights_match(
                 backbone_weights, meta["features"]["weights"], "the model was trained on features of"
             )
         if "zeroshot" in keys:
             recorded = meta["inputs"]["zeroshot"]["head"]
+            require_input(head, "--head", head, "clip_head")
             local = head_identity(head)
             if local["sha256"] != recorded["sha256"]:
                 raise PredictError(
@@ -146,8 +232,11 @@ class LivePredictor:
             zs_head = load_head(head)
             zs_layer = head_layer(head)
         if "segments" in keys:
+            settings = meta["inputs"]["segments"]
+            if settings.get("method") == "sam":
+                require_input(sam_weights / MANIFEST, "--sam-weights", sam_weights, "fetch_sam")
             segmenter = segmenter_from_settings(
-                meta["inputs"]["segments"], weights_dir=sam_weights, device=device, points_per_batch=points_per_batch
+                settings, weights_dir=sam_weights, device=device, points_per_batch=points_per_batch
             )
         if layers or zs_head is not None:
             backbone = load_backbone(backbone_weights)
@@ -166,6 +255,8 @@ class LivePredictor:
     @classmethod
     def zeroshot(cls, *, backbone_weights: Path, head: Path, device: torch.device) -> LivePredictor:
         """DepthCLIP zero-shot with the configured CLIP (the ``fetch_backbone`` folder), its ``clip_head`` artifact."""
+        require_input(Path(head), "--head", head, "clip_head")
+        require_input(Path(backbone_weights) / MANIFEST, "--backbone-weights", backbone_weights, "fetch_backbone")
         _backbone_weights_match(backbone_weights, head_identity(head)["weights"], f"the head {head} was encoded by")
         try:
             zs_head = load_head(head)
