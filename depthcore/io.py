@@ -21,7 +21,7 @@ from depthcore.errors import DepthcoreError
 HASH_BLOCK_BYTES = 1 << 20
 SAFETENSORS_META_KEY = "depthcore"  # the safetensors metadata entry holding depthcore's JSON (checkpoints, artifacts)
 TENSORS_SUM_KEY = "tensors_sha256"  # in that JSON: the SHA-256 of the file's tensors (checked on every read)
-LOCK_WAIT_S = 10.0  # how long a second writer waits for the first (an orphan notices its dvc is gone in ~1 s)
+LOCK_WAIT_S = 10.0  # how long a second writer waits for the first (an orphan stops within ~0.4 s of its dvc)
 
 
 class CorruptFileError(DepthcoreError, ValueError):
@@ -37,11 +37,13 @@ class LockedError(DepthcoreError, RuntimeError):
 
 
 def restore_advice(path: Path | str) -> str:
-    """How to get a corrupt DVC output back: ``--relink`` rewrites it from the cache even when its size and
-    mtime look unchanged (bit rot), ``--force`` lets DVC replace a modified file; without a cached copy, recompute."""
+    """How to get a corrupt DVC output back: one command for every case (``depthcore/pipeline/verify.py``). It
+    restores the output from the DVC cache when the cache holds intact bytes; under the project's linked cache
+    (``.dvc/config``) the cache object is the corrupt file itself, so it deletes that object and recomputes the
+    output (plain ``dvc checkout`` or ``dvc repro -f`` would link the corrupt object back)."""
     return (
-        f"restore it from the DVC cache with `dvc checkout --relink --force {path}`, or, if the cache lacks it, "
-        f"delete it and rerun `dvc repro` to recompute it"
+        f"repair it with `python -m depthcore.pipeline repair {path}` (it restores the output from the DVC cache, "
+        "or, where the cache shares the corrupt bytes through a link, deletes them and recomputes it)"
     )
 
 

@@ -127,11 +127,14 @@ def test_temporary_chunk_files_of_a_killed_write_do_not_reach_the_finished_store
 
 
 def flip_byte(path: Path, offset: int) -> None:
-    """Flip one bit of the byte at ``offset`` (negative: from the end), keeping the mtime (bit rot)."""
+    """Flip one bit of the byte at ``offset`` (negative: from the end), keeping the mtime and the mode (bit rot;
+    a read-only file, e.g. one DVC links to its cache, is written for a moment)."""
     stat = path.stat()
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x10
+    path.chmod(stat.st_mode | 0o200)
     path.write_bytes(bytes(data))
+    path.chmod(stat.st_mode)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
@@ -140,7 +143,7 @@ def test_corrupt_chunk_names_store_array_image_and_the_fix(tmp_path):
     store = Store(tmp_path / "a.zarr", required=("x",))
     (tmp_path / "a.zarr" / "x" / "c" / "3" / "0").write_bytes(b"garbage")
     np.testing.assert_array_equal(store.read("x", 2), VALUES[2])
-    with pytest.raises(StoreError, match=r"a.zarr: array 'x', image\(s\) 3 cannot be read .*dvc checkout --relink"):
+    with pytest.raises(StoreError, match=r"a.zarr: array 'x', image\(s\) 3 cannot be read .*depthcore.pipeline repair"):
         store.read("x", 3)
     with pytest.raises(StoreError, match=r"lacks the array\(s\) \['y'\]"):
         Store(tmp_path / "a.zarr", required=("y",))
@@ -169,22 +172,64 @@ def test_a_flipped_byte_anywhere_in_a_chunk_of_any_store_fails_the_read(pipeline
         store.read(array, index)
 
 
-def test_the_restore_advice_works_as_written_on_bit_rot(tmp_path):
-    """A byte flipped with the mtime kept: DVC's status is clean, but the read fails and the command in the
-    message (run verbatim) restores the store from the cache."""
+MAKE_STORE = """
+import numpy as np
+from depthcore.data.store import ResumableStore
+open("runs.log", "a").write("ran\\n")  # outside the output: how often the stage computed
+values = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
+store = ResumableStore("a.zarr", key="k")
+array = store.array("x", values.shape, values.dtype)
+for i in range(len(values)):
+    array[i] = values[i]
+    store.mark_done(i + 1)
+store.commit({"n": len(values)})
+"""
+
+
+@pytest.mark.parametrize("cache", ["copy", "shipped"])
+def test_the_repair_advice_works_as_written_on_bit_rot(tmp_path, cache):
+    """A byte flipped with the mtime kept: DVC's status is clean, but the read fails, `verify` names the output
+    and the command in the message, run verbatim, repairs it. With DVC's default cache (``copy``: the workspace
+    holds a copy) from the intact cache, computing nothing; under the project's .dvc/config (``shipped``: the
+    workspace file and its cache object are one file, so the cache is corrupt too) by deleting the corrupt
+    object and recomputing the store, which DVC then stores afresh."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env["DVC_NO_ANALYTICS"] = "1"
 
-    def run(*cmd: str) -> str:
-        return subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, text=True).stdout
+    def run(*cmd: str, rc: int = 0) -> str:
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == rc, done.stdout + done.stderr
+        return done.stdout
 
     run("dvc", "init", "--no-scm", "-q")
-    write(tmp_path / "a.zarr", "k", VALUES)
-    run("dvc", "add", "-q", "a.zarr")
-    flip_byte(tmp_path / "a.zarr" / "x" / "c" / "1" / "0", 3)
+    if cache == "shipped":
+        config = (Path(__file__).resolve().parents[1] / ".dvc" / "config").read_text()
+        (tmp_path / ".dvc" / "config").write_text(config.replace("[core]", "[core]\n    no_scm = True", 1))
+    (tmp_path / "make.py").write_text(MAKE_STORE)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  make:\n    cmd: python make.py\n    outs: [a.zarr]\n")
+    run("dvc", "repro", "-q")
+    chunk = tmp_path / "a.zarr" / "x" / "c" / "1" / "0"
+    obj = tmp_path / ".dvc" / "cache" / "files" / "md5" / md5_name(chunk)
+    assert chunk.samefile(obj) == (cache == "shipped")  # one file under the project's config
+    flip_byte(chunk, 3)
     assert "up to date" in run("dvc", "status")
     with pytest.raises(StoreError) as error:
         Store(tmp_path / "a.zarr").read("x", 1)
-    command = re.search(r"restore it from the DVC cache with `([^`]+)`", str(error.value)).group(1)
+    command = re.search(r"repair it with `([^`]+)`", str(error.value)).group(1)
+    assert command.endswith(f"repair {tmp_path / 'a.zarr'}")
+    verify = run("python", "-m", "depthcore.pipeline", "verify", rc=1)
+    assert "repair: python -m depthcore.pipeline repair a.zarr" in verify
     run(*shlex.split(command))  # verbatim
     np.testing.assert_array_equal(Store(tmp_path / "a.zarr").read("x"), VALUES)
+    assert md5_name(obj) == obj.relative_to(obj.parents[1]).as_posix()  # the cache object is intact again
+    assert "all intact" in run("python", "-m", "depthcore.pipeline", "verify")
+    assert "up to date" in run("dvc", "status")
+    assert (tmp_path / "runs.log").read_text().count("ran") == (1 if cache == "copy" else 2)
+
+
+def md5_name(path: Path) -> str:
+    """The relative path of DVC's cache object for ``path``'s bytes: md5[:2]/md5[2:]."""
+    import hashlib
+
+    digest = hashlib.md5(path.read_bytes()).hexdigest()
+    return f"{digest[:2]}/{digest[2:]}"
