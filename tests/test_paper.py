@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,21 @@ def test_trained_rows_set_their_adapter_and_loss(tmp_path):
     rows_file.write_text("r: {table: 3, label: x, params: {adapters.msa.alpha: 1.0}}\n")
     with pytest.raises(PaperError, match=r"row 'r': .*a trained row sets \['adapter', 'loss'\] itself"):
         load_rows(rows_file)
+
+
+def test_the_check_stage_refuses_a_bad_paper_section_as_make_paper_does(tmp_path):
+    """`paper.rows` naming no row of paper/rows.yaml is refused by the main pipeline's check stage (so by every
+    `dvc repro`), in the words `make paper` uses, and not only by `make paper`."""
+    raw = (REPO / "params.yaml").read_text()
+    assert "  rows: null" in raw
+    (tmp_path / "params.yaml").write_text(raw.replace("  rows: null", "  rows: [no_such_row]"))
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "rows.yaml").write_text((REPO / "paper" / "rows.yaml").read_text())
+    with pytest.raises(PaperError) as grid_error:  # what `make paper` (paper/grid.py write) raises
+        grid_dvc_yaml(load_params(tmp_path / "params.yaml"), load_rows(tmp_path / "paper" / "rows.yaml"))
+    result = subprocess.run(  # the stage as dvc runs it: in the checkout's root
+        [sys.executable, str(REPO / "stages" / "check.py")], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 1 and result.stderr == f"error: {grid_error.value}\n"
+    assert "unknown row(s) ['no_such_row']" in result.stderr
+    assert not (tmp_path / "data").exists()

@@ -120,6 +120,19 @@ def select_rows(rows: dict[str, Row], selection: list[str] | tuple[str, ...] | N
     return chosen
 
 
+def check_paper(base: Params, rows_file: Path | str = ROWS_FILE) -> None:
+    """The ``paper`` section of params.yaml (``base``) and ``rows_file`` checked as ``make paper`` checks them
+    when it builds the grid (:func:`depthcore.paper.grid.grid_stages` makes the same calls): the rows load,
+    ``paper.rows`` names rows that exist, and the params of every selected row the grid computes validate over
+    params.yaml. The main pipeline's ``check`` stage runs it, so a bad ``paper.*`` fails every ``dvc repro``, not
+    only ``make paper``. PaperError naming the problem."""
+    rows = load_rows(rows_file)
+    for row_id in select_rows(rows, base.paper.rows):
+        row = rows[row_id]
+        if row.runs and row.kind != "lower_bound":
+            row_params(base, row_id, row)
+
+
 def row_params(base: Params, row_id: str, row: Row, *, seed: int = 0) -> Params:
     """The validated params of a run of ``row``: params.yaml (``base``), then the row's params, the seed and the
     grid's epoch cap (``paper.max_epochs``, the lower of it and ``train.max_epochs``). Errors name the row."""

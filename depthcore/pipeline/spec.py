@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from depthcore.closure import REPO, STAGE_HELPER
-from depthcore.config.paths import MAIN_DVC_FILE, PARAMS_FILE, Paths
+from depthcore.config.paths import MAIN_DVC_FILE, PARAMS_FILE, ROWS_FILE, Paths
 from depthcore.pipeline.deps import BACKBONE_PACKAGE, PLUGIN_PACKAGES, code_closure
 
 OUT_KINDS = ("out", "uncached", "metric", "plot")
@@ -62,9 +62,9 @@ class StageSpec:
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "check",
-        "check: the whole params.yaml validated whenever it changes; its output never changes, so a valid edit "
-        "re-runs nothing by itself",
-        files=(str(PARAMS_FILE),),
+        "check: the whole params.yaml validated whenever it or paper/rows.yaml changes (the paper section as make "
+        "paper checks it); its output never changes, so a valid edit re-runs nothing by itself",
+        files=(str(PARAMS_FILE), str(ROWS_FILE)),
         outs=(Out("params_check", "uncached", persist=True),),  # a refused edit leaves downstream stages up to date
         plugins="all",
         validation=True,
