@@ -28,9 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SHELLS = {"sh", "bash", "dash", "zsh", "fish", "ksh"}  # what DVC may run a stage's command through
-WATCH_S = 0.5  # how often a stage checks that its dvc process is alive
+WATCH_S = 0.25  # how often a stage checks that its dvc process is alive (it stops within ~0.3 s of dvc)
 GPU_LOCKS = ".dvc/tmp/gpu-locks"  # under the main repository (DVC_ROOT), shared by the queue's workers
 _HELD: list = []  # the open lock file of this process's GPU
+_WATCHING: list[threading.Thread] = []  # the thread watching dvc (one per process)
 
 
 def gpus_to_share() -> list[str]:
@@ -86,11 +87,26 @@ def _process(pid: int) -> tuple[str, str, int, str] | None:
     return text[text.index("(") + 1 : text.rindex(")")], fields[0], int(fields[1]), fields[19]
 
 
+def _stop(message: str) -> None:
+    print(f"error: {message}; what it finished is kept: rerun `dvc repro` to resume", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def _dvc_is_init() -> bool:
+    """Whether process 1 is dvc itself (a container started as ``dvc repro``): then a stage's parent is 1."""
+    try:
+        return b"dvc" in Path("/proc/1/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def watch_dvc() -> None:
     """Under DVC (``DVC_STAGE`` set; Linux's /proc), end this process with a one-line error within
-    :data:`WATCH_S` of the dvc process that ran it (the first ancestor that is not a shell) exiting. What was
-    finished is kept, as after any kill, and a rerun resumes it."""
-    if "DVC_STAGE" not in os.environ or not Path("/proc/self/stat").exists():
+    :data:`WATCH_S` of the dvc process that ran it (the first ancestor that is not a shell) exiting, and at once
+    when it is already gone (this process was handed to init before it looked). What was finished is kept, as
+    after any kill, and a rerun resumes it. Called when this module is imported, before a stage's own imports
+    (a second or two of torch), so the watch covers them too; later calls do nothing."""
+    if _WATCHING or "DVC_STAGE" not in os.environ or not Path("/proc/self/stat").exists():
         return
     chain, pid = [], os.getppid()
     while pid > 1 and (info := _process(pid)) is not None:
@@ -98,6 +114,10 @@ def watch_dvc() -> None:
         if info[0] not in SHELLS:
             break
         pid = info[2]
+    else:  # no ancestor but shells before init: dvc has exited already
+        if not _dvc_is_init():
+            _stop("dvc has exited before this stage started, so it stops too (no orphan writes on)")
+        return
 
     def gone() -> bool:
         return any((info := _process(p)) is None or info[1] == "Z" or info[3] != start for p, start in chain)
@@ -105,17 +125,13 @@ def watch_dvc() -> None:
     def watch() -> None:
         while not gone():
             time.sleep(WATCH_S)
-        print(
-            f"error: dvc (pid {chain[-1][0]}) has exited, so this stage stops too (no orphan writes on); what it "
-            "finished is kept: rerun `dvc repro` to resume",
-            file=sys.stderr,
-            flush=True,
-        )
-        os._exit(1)
+        _stop(f"dvc (pid {chain[-1][0]}) has exited, so this stage stops too (no orphan writes on)")
 
-    if chain:
-        threading.Thread(target=watch, name="watch-dvc", daemon=True).start()
+    _WATCHING.append(threading.Thread(target=watch, name="watch-dvc", daemon=True))
+    _WATCHING[0].start()
 
+
+watch_dvc()  # before the imports below and the stage script's own: they take seconds with torch
 
 from depthcore.config.params import Params, load_params  # noqa: E402
 from depthcore.config.paths import PARAMS_FILE, Paths  # noqa: E402
