@@ -1,5 +1,5 @@
 """DVC stage check: the whole params.yaml validated (every section, every plugin's settings, the
-cross-section rules, and the ``paper`` section with paper/rows.yaml as ``make paper`` checks them) whenever it
+cross-section rules, and the ``paper`` section against paper/rows.yaml as ``make paper`` checks it) whenever it
 changes -> data/checks/params.ok, whose content never changes."""
 
 from common import run

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from clones import (
     BIN,
@@ -36,6 +37,7 @@ from clones import (
 )
 
 from depthcore.data.store import Store
+from depthcore.models.backbones.clip import create_clip_model
 
 
 def test_stage_reports_bad_params_in_one_line_and_exits_non_zero(tmp_path):
@@ -191,13 +193,16 @@ def test_killed_stage_resumes_inside_dvc_and_local_weights_are_tracked(tmp_path)
     assert "removed " in out and "stale, features is complete and up to date" in out
     assert not (clone / "data/features/backbone.zarr.partial").exists()
 
-    # a local weights file is tracked by content: replacing it re-runs what used the weights
+    # a local weights file is tracked by content: replacing it re-runs what used the weights (a real RN50 state
+    # dict, float16: the fetch stage converts and checks it)
     weights = clone / "weights/backbone/mine.pt"
-    weights.write_bytes(b"first version")
+    model = create_clip_model("RN50-quickgelu")
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save(state, weights)
     set_params(clone, {"clip.pretrained": "weights/backbone/mine.pt"})
     assert ran(dvc(clone, "repro", "fetch_backbone")) == {"check", "backbone", "fetch_backbone"}
     assert UP_TO_DATE in dvc(clone, "status", "fetch_backbone")
-    weights.write_bytes(b"second version")
+    torch.save(state | {"logit_scale": state["logit_scale"] + 1}, weights)
     assert changed(dvc(clone, "status", "fetch_backbone")) == {"fetch_backbone"}
     assert ran(dvc(clone, "repro", "fetch_backbone")) == {"fetch_backbone"}
     assert changed(dvc(clone, "status", "features", "clip_head")) >= {"features", "clip_head"}
