@@ -130,9 +130,11 @@ def _with_downloads(downloads: Path, key: str, out_dir: Path | str, remote: bool
     entry = index.get(key) if remote else None
     if entry is not None:
         kept = downloads / entry["file"]
-        if kept.is_file() and sha256_of(kept) == entry["sha256"] and not fits(kept):
+        intact = kept.is_file() and sha256_of(kept) == entry["sha256"]
+        if intact and not fits(kept):
             kept.unlink()
-        if kept.is_file() and sha256_of(kept) == entry["sha256"]:
+            intact = False
+        if intact:
             out_dir.mkdir(parents=True, exist_ok=True)
             target = out_dir / Path(entry["file"]).name
             if not target.exists() or sha256_of(target) != entry["sha256"]:

@@ -18,7 +18,7 @@ import torch
 
 from depthcore.io import atomic_path, sha256_of
 from depthcore.models.backbones.zoo.registry import BACKBONES, backbone_spec
-from depthcore.weights.formats import WeightsFile, WeightsFileError, read_weights_file
+from depthcore.weights.formats import WeightsFile, read_weights_file
 from depthcore.weights.manifest import WeightsError
 
 PAPER_BACKBONE = "clip_rn50"  # built from the clip section's model (any open_clip ModifiedResNet), not the zoo's cfg
@@ -28,7 +28,7 @@ RELEASE_ENTRIES = ("file", "sha256", "url", "source_format", "source_sha256")  #
 def state_dict_of(name: str, path: Path | str) -> dict[str, torch.Tensor]:
     """The state dict backbone ``name`` is built from, out of any weights file it accepts (converted; a file the
     fetch stage wrote converts to itself). WeightsError naming the file when it cannot be read or converted."""
-    weights = _read(path)
+    weights = read_weights_file(path)
     return _converted(name, weights, Path(path))
 
 
@@ -39,7 +39,7 @@ def checked_state_dict(name: str, model: str, path: Path | str) -> dict[str, tor
 
 
 def _checked(name: str, model: str, path: Path) -> tuple[dict[str, torch.Tensor], WeightsFile]:
-    weights = _read(path)
+    weights = read_weights_file(path)
     state = _converted(name, weights, path)
     try:
         build_from_state_dict(name, model, state, source=str(path))
@@ -86,13 +86,6 @@ def fits(name: str, model: str, path: Path) -> bool:
 def accepted_files(name: str) -> str:
     """The files backbone ``name`` reads, one per line, for messages."""
     return "\n".join(f"  - {line}" for line in backbone_spec(name).accepted)
-
-
-def _read(path: Path | str) -> WeightsFile:
-    try:
-        return read_weights_file(path)
-    except WeightsFileError as exc:
-        raise WeightsError(str(exc)) from None
 
 
 def _converted(name: str, weights: WeightsFile, path: Path) -> dict[str, torch.Tensor]:

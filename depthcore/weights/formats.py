@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from depthcore.errors import DepthcoreError
 from depthcore.io import CorruptFileError, UnsafeFileError, load_plain_torch
+from depthcore.weights.manifest import WeightsError
 
 SAFETENSORS = "safetensors"
 TORCHSCRIPT = "torchscript"
@@ -40,7 +40,7 @@ SAFETENSORS_MAX_HEADER = 100 * 2**20  # the safetensors format caps its JSON hea
 KEYS_SHOWN = 4  # keys quoted when describing a file's contents
 
 
-class WeightsFileError(DepthcoreError, ValueError):
+class WeightsFileError(WeightsError):
     """A weights file that cannot be read as tensors: missing, truncated, foreign, or a pickle that needs code."""
 
 
