@@ -536,7 +536,11 @@ def main() -> None:
     results["machine"]["load_average_end"] = list(os.getloadavg())
     results["run_seconds"] = time.perf_counter() - started
     print_table(results)
-    out = args.out or (None if args.quick else RESULTS)
+    write_results(results, args.out or (None if args.quick else RESULTS))
+
+
+def write_results(results: dict, out: Path | None) -> None:
+    """``results`` as indented JSON at ``out`` (None: nowhere, e.g. a --quick run without --out)."""
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")

@@ -6,6 +6,9 @@ with the configured CLIP). Everything the model read from the cache is computed 
 artifacts the pipeline fetched and built (``--backbone-weights``, ``--head``, ``--sam-weights``: by default the
 pipeline's own locations, relative to the current folder). See :mod:`depthcore.inference`.
 
+``depthcore bridge dinov2 --backbone B --head H (--file PATH | --download)``: DINOv2's released NYU depth head
+evaluated on the dataset store's test split by depthcore's metrics (:mod:`depthcore.bridge`, docs/bridge.md).
+
 Exit status: 0 when every image was written (or skipped because its outputs exist), 1 when some image could not
 be read (listed at the end; the others are written), 2 on an error that stops the run (one line on stderr; the
 options, the output folder and the inputs are checked before the model loads), 130 on Ctrl-C (one line; every
@@ -19,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from depthcore.bridge import cli as bridge_cli
 from depthcore.config.paths import Paths
 from depthcore.errors import DepthcoreError
 from depthcore.inference.outputs import COLORMAP
@@ -83,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--head", type=Path, default=paths.clip_head, help="the clip_head artifact")
     p.add_argument("--sam-weights", type=Path, default=paths.sam_weights, help="the fetch_sam folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    bridge_cli.add_parser(commands)
     return top
 
 
@@ -143,6 +148,8 @@ def predict(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "bridge":
+            return bridge_cli.run(args, _device(args.device))
         return predict(args)
     except DepthcoreError as exc:
         print(f"depthcore {args.command}: error: {exc}", file=sys.stderr)

@@ -7,7 +7,8 @@ so the colour jitter of one epoch never repeats the shuffle of another, and any 
 alone: a resumed run, or a DataLoader worker, draws exactly what an uninterrupted run draws.
 
 Purposes: ``init`` (model weights, through torch's global generator), ``shuffle`` (sample order),
-``flip`` (per-image horizontal flips), ``jitter`` (per-image colour scale).
+``flip`` (per-image horizontal flips), ``jitter`` (per-image colour scale), ``crop`` (per-image offset of the
+random crop that training with live features takes).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hashlib
 import numpy as np
 import torch
 
-PURPOSES = ("init", "shuffle", "flip", "jitter")
+PURPOSES = ("init", "shuffle", "flip", "jitter", "crop")
 _SEED_BITS = 63  # torch.Generator.manual_seed takes a non-negative int64
 
 

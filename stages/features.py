@@ -1,6 +1,7 @@
 """DVC stage features: dataset.zarr -> data/features/backbone.zarr (the selected backbone's cached layers, image +
-mirror image) and data/features/clip_shallow.safetensors (the CLIP stem and layer1 weights adapters compute those
-layers with; for another backbone, an artifact that names it and holds none)."""
+mirror image; with features: live only the zero-shot head's layer, training runs the backbone itself) and
+data/features/clip_shallow.safetensors (the CLIP stem and layer1 weights adapters compute those layers with; for
+another backbone, an artifact that names it and holds none)."""
 
 from common import run
 
@@ -19,6 +20,7 @@ def main(stage):
         key=stage.key,
         batch_size=p.runtime.features_batch_size,
         device=stage.device,
+        live=p.features == "live",
     )
     print(f"wrote {out}")
 

@@ -14,7 +14,7 @@ def main(stage):
     hashes = dependency_hashes(required=True) or {}  # {} when run by hand, outside DVC
     inputs = {str(path): hashes.get(str(path)) for path in needed_inputs(stage.params, stage.paths)}
     write_json_atomic(stage.paths.train_inputs, {"inputs": inputs} | run_settings(stage.params))
-    print(f"{stage.params.adapter} with {stage.params.loss} reads {sorted(inputs)}")
+    print(f"{stage.params.adapter} with {stage.params.loss_name} reads {sorted(inputs)}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,16 @@ Each is built from the official model code's own state-dict layout:
   ``fc1`` / ``fc2``: timm's own ``checkpoint_filter_fn``);
 - Meta's DINOv2 release (``dinov2_vits14_pretrain.pth``): DinoVisionTransformer's state dict, which is timm's key
   names plus ``mask_token`` (1 x C, ``nn.Parameter(torch.zeros(1, embed_dim))``).
+- Meta's DINOv3 release (``dinov3_vits16_pretrain_lvd1689m-08c60483.pth``): dinov3's DinoVisionTransformer state
+  dict (dinov3/models/vision_transformer.py, hub/backbones.py: ``qkv_bias`` with ``mask_k_bias``, 4 storage
+  tokens): ``storage_tokens``, ``blocks.*.ls{1,2}.gamma``, ``blocks.*.attn.qkv.bias`` + ``bias_mask`` (the k third
+  masked), ``mask_token`` (1 x C) and the RoPE ``rope_embed.periods`` buffer (bfloat16, as the model cards say);
+- NVIDIA's C-RADIOv3-B ``model.safetensors`` (Hugging Face ``nvidia/C-RADIOv3-B``): the whole RADIOModel under
+  ``radio_model.``: the backbone ``model.*`` (``patch_generator.embedder.weight`` C x 3*16*16 channels first and
+  bias-free, ``patch_generator.pos_embed`` 1 x 128*128 x C, ``patch_generator.cls_token.token`` (summary tokens then
+  registers) x C, ``blocks.*`` in timm's names), ``input_conditioner.norm_mean`` / ``norm_std`` (3 x 1 x 1),
+  ``summary_idxs`` and the teacher adaptors (one stand-in entry: their inner names are not pinned here), as timm's
+  ``_convert_radio`` (timm/models/vision_transformer.py) reads it.
 """
 
 from __future__ import annotations
@@ -96,3 +106,54 @@ def dinov2_release(timm_state: dict[str, torch.Tensor], path: Path) -> None:
     """Meta's ``dinov2_vit*14_pretrain.pth``: timm's names plus ``mask_token`` (1 x C)."""
     width = timm_state["cls_token"].shape[-1]
     torch.save({**{k: v.clone() for k, v in timm_state.items()}, "mask_token": torch.zeros(1, width)}, path)
+
+
+def dinov3_release(timm_state: dict[str, torch.Tensor], periods: torch.Tensor, path: Path) -> dict[str, torch.Tensor]:
+    """Meta's ``dinov3_vit*16_pretrain_lvd1689m-*.pth`` from timm's Eva state dict ``timm_state`` (no qkv bias) and
+    the RoPE ``periods`` (D_head / 4): the renames back, a zero q / v bias with a k third of ones (masked by
+    ``bias_mask``, as LinearKMaskedBias keeps it), ``mask_token`` and the periods in bfloat16; returns what was
+    saved."""
+    width = timm_state["cls_token"].shape[-1]
+    state: dict[str, torch.Tensor] = {}
+    for key, value in timm_state.items():
+        key = key.replace("reg_token", "storage_tokens").replace(".gamma_1", ".ls1.gamma")
+        state[key.replace(".gamma_2", ".ls2.gamma")] = value.clone()
+        if key.endswith(".attn.qkv.weight"):
+            mask = torch.ones(3 * width)
+            mask[width : 2 * width] = 0
+            state[key.replace(".weight", ".bias")] = 1 - mask  # q and v zero, k ones (masked)
+            state[key.replace(".weight", ".bias_mask")] = mask
+    state["mask_token"] = torch.zeros(1, width)
+    state["rope_embed.periods"] = periods.to(torch.bfloat16)
+    torch.save(state, path)
+    return state
+
+
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+def radio_release(timm_state: dict[str, torch.Tensor], path: Path, *, patch: int = 16) -> dict[str, torch.Tensor]:
+    """NVIDIA's C-RADIOv3-B ``model.safetensors`` from timm's NaFlexVit state dict ``timm_state`` (whose patch
+    bias must be zero: RADIO's embedder has none); returns what was saved."""
+    from safetensors.torch import save_file
+
+    weight, bias = timm_state["embeds.proj.weight"], timm_state["embeds.proj.bias"]
+    assert not bias.any(), "RADIO's patch embedder has no bias"
+    width = weight.shape[0]
+    model = "radio_model.model."
+    channels_first = weight.reshape(width, patch, patch, 3).permute(0, 3, 1, 2).flatten(1)
+    state = {
+        f"{model}patch_generator.embedder.weight": channels_first,
+        f"{model}patch_generator.pos_embed": timm_state["embeds.pos_embed"].reshape(1, -1, width),
+        f"{model}patch_generator.cls_token.token": torch.cat(
+            [timm_state["embeds.cls_token"][0], timm_state["embeds.reg_token"][0]]
+        ),
+        **{f"{model}{k}": v for k, v in timm_state.items() if k.startswith("blocks.")},
+        "radio_model.input_conditioner.norm_mean": torch.tensor(CLIP_MEAN).view(3, 1, 1),
+        "radio_model.input_conditioner.norm_std": torch.tensor(CLIP_STD).view(3, 1, 1),
+        "radio_model.summary_idxs": torch.tensor([0, 1, 2]),
+        "radio_model.adaptors.teacher.head.weight": torch.ones(4, width),
+    }
+    state = {k: v.contiguous().clone() for k, v in state.items()}
+    save_file(state, str(path))
+    return state

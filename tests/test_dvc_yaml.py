@@ -30,7 +30,9 @@ def grid_text() -> str:
     return grid_dvc_yaml(load_params(REPO / "params.yaml"), load_rows())
 
 
+@functools.cache
 def stages(dvc_file) -> dict[str, dict]:
+    """The stages of ``dvc_file``, parsed once (read only: the grid's YAML takes half a second to parse)."""
     text = grid_text() if dvc_file == GRID_DVC_FILE else (REPO / dvc_file).read_text()
     return yaml.safe_load(text)["stages"]
 

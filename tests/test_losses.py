@@ -73,8 +73,11 @@ def test_non_finite_prediction_stays_non_finite():
 
 
 def test_registry_lists_losses_and_refuses_unknown_ones():
-    assert LOSSES.names() == ["l1", "l2", "silog", "ssl"]
-    with pytest.raises(DepthcoreError, match=r"params 'loss': unknown loss 'huber'; valid losses are \['l1', 'l2', "):
+    assert LOSSES.names() == ["dinov2_sigloss", "dinov3_sigloss", "l1", "l2", "probe3d_depth", "silog", "ssl"]
+    with pytest.raises(
+        DepthcoreError,
+        match=r"params 'loss': unknown loss 'huber'; valid losses are \['dinov2_sigloss', 'dinov3_sigloss', 'l1', ",
+    ):
         LOSSES.get("huber")
     config = make_params().losses
     assert not config.l1.needs_pairs and config.ssl.needs_pairs  # what the pairs stage is needed for

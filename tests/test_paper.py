@@ -13,9 +13,11 @@ import pytest
 import yaml
 from conftest import REPO, default_raw
 
+from depthcore.config.offline import OFFLINE
+from depthcore.config.overrides import with_overrides
 from depthcore.config.params import load_params, validate_params
 from depthcore.paper.grid import check_grid, grid_dvc_yaml, variant_ids
-from depthcore.paper.report import aggregate, write_report
+from depthcore.paper.report import aggregate, report_markdown, write_report
 from depthcore.paper.rows import PaperError, load_rows, row_params, select_rows
 
 SHARED_TABLES = REPO.parent / "shared" / "paper_tables.yaml"
@@ -188,3 +190,72 @@ def test_the_check_stage_refuses_a_bad_paper_section_as_make_paper_does(tmp_path
     assert result.returncode == 1 and result.stderr == f"error: {grid_error.value}\n"
     assert "unknown row(s) ['no_such_row']" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+FIELD_ROWS = (
+    "p6: {table: 6, label: ViT lin (paper), params: {backbone: dinov2_vits14, adapter: linear_probe, loss: silog}}\n"
+    "f6: {table: 6, label: ViT lin (field), protocol: field, paper_row: p6, source: MODEL_CARD,"
+    " published_protocol: 24k raw frames, published: {d1: null, d2: null, d3: null, abs_rel: null, log10: null,"
+    " rmse: 0.417}, params: {backbone: dinov2_vits14, adapter: linear_probe, loss: silog}}\n"
+)
+
+
+def test_field_rows_train_on_the_field_source_with_live_features_and_get_the_data_variants(tmp_path):
+    rows_file = tmp_path / "rows.yaml"
+    rows_file.write_text(FIELD_ROWS)
+    rows = load_rows(rows_file)
+    base = load_params(REPO / "params.yaml")  # data.source nyuv2, paper.field_source: the raw frames
+    field = row_params(base, "f6", rows["f6"])
+    assert (field.data.source, field.features) == (base.paper.field_source, "live") != (base.data.source, "live")
+    paper = row_params(base, "p6", rows["p6"])
+    assert (paper.data.source, paper.features) == (base.data.source, base.features)
+    ids = variant_ids(field, base)
+    assert {"fetch_data", "prepare", "split"} <= set(ids) and "fetch_data" not in variant_ids(paper, base)
+    offline = validate_params(with_overrides(default_raw(), OFFLINE))  # offline: the rendered rooms, no data variant
+    assert row_params(offline, "f6", rows["f6"]).data.source == "synthetic"
+    assert "fetch_data" not in variant_ids(row_params(offline, "f6", rows["f6"]), offline)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("f: {table: 5, label: x, protocol: field, params: {adapter: msa, loss: l1}}", "a trained row of Table 6"),
+        ("f: {table: 6, label: x, paper_row: p6, params: {adapter: msa, loss: l1}}", "only a field-protocol row"),
+        ("f: {table: 6, label: x, protocol: field, paper_row: nowhere, params: {adapter: msa, loss: l1}}", "paper_row"),
+        (
+            "f: {table: 6, label: x, protocol: field, published: {d1: null, d2: null, d3: null, abs_rel: null, "
+            "log10: null, rmse: 0.4}, params: {adapter: msa, loss: l1}}",
+            "name their source and the protocol",
+        ),
+    ],
+)
+def test_bad_field_rows_are_refused(tmp_path, text, message):
+    rows_file = tmp_path / "rows.yaml"
+    rows_file.write_text(FIELD_ROWS.splitlines()[0] + "\n" + text + "\n")
+    with pytest.raises(PaperError, match=message):
+        load_rows(rows_file)
+
+
+def test_the_field_table_keeps_ours_published_and_low_data_apart(tmp_path, monkeypatch):
+    rows_file = tmp_path / "rows.yaml"
+    rows_file.write_text(FIELD_ROWS)
+    rows = load_rows(rows_file)
+    runs = {"f6": [metrics(s) | {"rmse": 0.40 + 0.01 * s} for s in (0, 1, 2)], "p6": [metrics(0) | {"rmse": 0.7}]}
+    summary = aggregate(rows, ["p6", "f6"], runs)
+    assert summary["f6"]["paper_row"] == "p6" and summary["f6"]["published_protocol"] == "24k raw frames"
+    report = report_markdown(rows, summary, seeds=[0, 1, 2])
+    paper_part, field_part = report.split("### Table 6 on the field's protocol")
+    assert "ViT lin (field)" not in paper_part and "ViT lin (paper)" in paper_part
+
+    def cells_of(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+    header = cells_of(next(line for line in field_part.splitlines() if line.startswith("| row |")))
+    cells = dict(
+        zip(header, cells_of(next(line for line in field_part.splitlines() if "(field) |" in line)), strict=True)
+    )
+    # field: mean 0.41, sample std 0.01 by hand; published 0.417 with its source; low-data: the paper row's one run
+    assert cells["field: rmse"] == "0.410 ± 0.010" and cells["n"] == "3"
+    assert cells["published: rmse"] == "0.417" and cells["published: source"] == "MODEL_CARD"
+    assert cells["low-data: rmse"] == "0.700 ± 0.000" and cells["low-data: n"] == "1"
+    assert "- ViT lin (field): 24k raw frames" in field_part

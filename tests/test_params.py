@@ -108,6 +108,14 @@ def test_val_fraction_zero_with_select_last_trains_on_every_training_image():
         ({"data.synthetic.images": 2}, r"1 room\(s\)"),
         ({"clip.cache_layers": ["layer3", "layer4"]}, r"adapters.msa' reads the layer\(s\) \['layer2'\]"),
         ({"adapters.msa.segments": "color", "segments.method": "none"}, r"reads a segment map but 'segments.method'"),
+        (
+            {"data.source": "nyuv2_raw", "adapters.msa.segments": "color", "segments.method": "gt"},
+            r"'segments.method' is 'gt' but data.source 'nyuv2_raw' has no object ids",
+        ),
+        (
+            {"loss": "ssl", "pairs.method": "dataset", "data.source": "nyuv2_raw"},
+            r"'pairs.method' is 'dataset' but data.source 'nyuv2_raw' has no second views",
+        ),
         ({"adapters.msa.segments": "pool"}, r"'pool', which only the narrow decoder has"),
         ({"adapters.msa.layers": ["layer3", "layer4"]}, r"the published decoder skips all five CLIP layers"),
         ({"adapters.coarse_refine.mode": "coarse"}, r"two_stage but 'mode' is coarse: there is no refine stage"),
@@ -148,3 +156,16 @@ def test_what_params_yaml_shows_is_what_runs():
             assert {k: getattr(settings, k) for k, v in preset.items() if v is not None} == {
                 k: v for k, v in preset.items() if v is not None
             }, (adapter, phase)
+
+
+def test_the_offline_settings_give_every_backbone_random_weights():
+    """Offline (make repro-offline, the tests) no backbone of the zoo may reach for a download: each one's
+    ``pretrained`` is 'none' (the paper's clip_rn50 through clip.pretrained)."""
+    from depthcore.config.offline import OFFLINE
+    from depthcore.models.backbones.zoo.registry import BACKBONES
+
+    params = make_params()
+    assert OFFLINE["clip.pretrained"] == params.clip.pretrained == "none"
+    for name in BACKBONES.names():
+        if name != "clip_rn50":
+            assert getattr(params.backbones, name).pretrained == "none", name

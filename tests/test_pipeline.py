@@ -362,7 +362,7 @@ def test_paper_grid_in_shards_on_two_clones_collected_by_a_third_without_trainin
 
 BACKBONE_STAGES = {"check", "backbone", "fetch_backbone", "features", "clip_head", "zeroshot", "zeroshot_report"}
 SMALL_PROBE = {"adapters.dpt_probe.features": 16}  # the published fusion width (512) is minutes a step on a CPU
-TABLE6_ROWS = ["t6_clip_rn50_linear", "t6_dinov2_vits14_dpt"]
+TABLE6_ROWS = ["t6_clip_rn50_linear", "f6_dinov2_vits14_lin1"]  # the low-data protocol's and the field's
 
 
 @pytest.mark.slow
@@ -404,16 +404,21 @@ def test_a_backbone_is_computed_once_switching_back_restores_it_and_a_table6_gri
     assert Store(clone / "data/features/backbone.zarr").attrs["backbone"] == "clip_rn50"
     assert UP_TO_DATE in dvc(clone, "status", "dvc.yaml")
 
-    # a two-row Table 6 grid: the RN50 linear probe reads the main features, the DINOv2 row a variant computed once
+    # a two-row Table 6 grid: the RN50 linear probe reads the main features; the field row (offline: the rendered
+    # rooms are paper.field_source, so no data variant) trains DINOv2's lin. 1 head with DINOv2's recipe on live
+    # features of its own backbone variant, whose features stage caches nothing
     set_params(clone, {"paper.rows": TABLE6_ROWS, "paper.seeds": [0], "paper.max_epochs": 1})
     run([sys.executable, "paper/grid.py", "write"], clone)
     stages = yaml.safe_load((clone / "paper/dvc.yaml").read_text())["stages"]
-    assert [s.split("-")[1] for s in stages if s.startswith("variant-features")] == ["features"]
+    assert [s.split("-")[1] for s in stages if s.startswith("variant-")][:2] == ["backbone", "fetch_backbone"]
+    assert not any(s.startswith(("variant-fetch_data", "variant-prepare", "variant-split")) for s in stages)
     out = run([sys.executable, "paper/grid.py", "run"], clone).stdout
     assert "features" not in ran(out)  # the main features were reused
     summary = json.loads((clone / "metrics/paper.json").read_text())
     assert set(summary) == set(TABLE6_ROWS) and all(summary[r]["n"] == 1 for r in TABLE6_ROWS)
-    assert summary["t6_dinov2_vits14_dpt"]["published"]["rmse"] == 0.356
+    field = json.loads((clone / "data/paper/f6_dinov2_vits14_lin1/seed0/train.json").read_text())
+    assert field["recipe"] == "dinov2" and field["recipe_iterations"] == 38_400
     report = (clone / "reports/paper.md").read_text()
-    assert "### Table 6 (depthcore)" in report and "DINOv2 (Oquab et al. 2023), Table 11" in report
+    assert "### Table 6 (depthcore)" in report and "### Table 6 on the field's protocol" in report
+    assert "DINOv2 ViT-S/14, DINOv2 linear head, lin. 1" in report.split("field's protocol")[1]
     assert (clone / "plots/paper_backbones.png").read_bytes()[:4] == b"\x89PNG"

@@ -16,6 +16,7 @@ from depthcore.training.run import build_phase_model, build_run, train_model
 
 SMALL = TINY_TRAINING
 SMALL_COARSE = SMALL | {"adapter": "coarse_refine", "adapters.coarse_refine.hidden": 8}
+RECIPE_SMOKE = {"train.preset": "probe3d", "train.max_epochs": 1, "train.flip": "none"}
 
 
 def run_paths(pipeline, tmp_path, name="model"):
@@ -212,7 +213,7 @@ def test_flip_average_takes_the_loss_on_the_mean_of_the_two_clamped_passes(pipel
     with torch.no_grad():  # raw outputs beyond [0, 10], so that the clamp matters
         model.coarse.net.fc2.weight.mul_(300.0)
     batch = default_collate([run.train_set[i] for i in range(len(run.train_set))])
-    job = SimpleNamespace(model=model, settings=training_settings(params, ""))
+    job = SimpleNamespace(model=model, settings=training_settings(params, ""), features=None)  # cached features
     pred = training_prediction(job, batch, torch.Generator())
     # by hand: each pass (the image; the mirror image: its own cached features, mirrored RGB) clamped, averaged
     raw = model.coarse(batch)
@@ -256,3 +257,24 @@ def test_the_state_is_written_in_the_background_from_a_copy_taken_at_the_epoch_e
     writer.submit(tmp_path, {"epoch": 2})  # a failed write (onto a folder) is raised by the next wait
     with pytest.raises(OSError):
         writer.wait()
+
+
+def test_a_recipe_run_records_its_recipe_length_and_loss(pipeline, tmp_path):
+    import json
+
+    probe = {"adapter": "linear_probe", "adapters.linear_probe.layers": ["layer4"], "adapters.linear_probe.upsample": 1}
+    params = make_params(SMALL | probe | {"adapters.linear_probe.class_token": False} | RECIPE_SMOKE)
+    paths = run_paths(pipeline, tmp_path)
+    metrics = train_model(params, paths, resume_key=None, progress=False)
+    meta, _ = load_checkpoint(paths.model)
+    n = meta["length"]["train_images"]
+    assert meta["loss"] == "probe3d_depth" and meta["train"]["schedule"] == "warmup_cosine"
+    assert meta["length"] == {
+        "recipe": "probe3d",
+        "train_images": n,
+        "steps_per_epoch": -(-n // 8),
+        "steps": -(-n // 8),  # capped at 1 epoch
+        "recipe_iterations": None,
+        "recipe_epochs": 10,
+    }
+    assert json.loads(paths.train_metrics.read_text())["steps"] == metrics["steps"] == -(-n // 8)

@@ -21,9 +21,16 @@ OFFLINE: dict[str, Any] = {
     "backbones.dinov2_vits14.pretrained": "none",
     "backbones.dinov2_vitb14.pretrained": "none",
     "backbones.sam_vitb.pretrained": "none",
+    "backbones.dinov3_vits16.pretrained": "none",
+    "backbones.dinov3_vitb16.pretrained": "none",
+    "backbones.dinov3_vitl16.pretrained": "none",
+    "backbones.cradiov3_vitb16.pretrained": "none",
+    "backbones.siglip2_vitb16.pretrained": "none",
+    "backbones.pe_core_b16.pretrained": "none",
     "sam.pretrained": "none",
     "segments.method": "felzenszwalb",
     "pairs.method": "dataset",
+    "paper.field_source": "synthetic",
 }
 # make repro-offline: enough rendered rooms and training for the default model (the published MSA at narrow
 # widths) to beat the constant train-mean depth clearly (tests/test_learning.py measures it over seeds), in a

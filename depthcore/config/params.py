@@ -28,6 +28,7 @@ from depthcore.losses.registry import LOSSES
 from depthcore.models.adapters.registry import ADAPTERS
 from depthcore.models.backbones.zoo.registry import BACKBONES, backbone_facts
 from depthcore.section import Section
+from depthcore.training.schedules import FINAL_FRACTION_SCHEDULES, WARMUP_SCHEDULES
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -35,6 +36,7 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=1)]
 QUICKGELU_SUFFIX = "-quickgelu"  # open_clip's model names with OpenAI's activation (x * sigmoid(1.702 x))
 Layer = Literal["stem", "layer1", "layer2", "layer3", "layer4"]
+FeatureRoute = Literal["cached", "live"]  # params ``features``: docs/pipeline.md "Live features"
 assert typing.get_args(Layer) == CLIP_LAYERS
 
 
@@ -46,6 +48,23 @@ class NYUv2Source(Section):
     splits_url: str
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class NYUv2RawSource(Section):
+    """Where BTS's raw-frame training set comes from (docs/data_raw.md): the archive ``sync.zip`` and the list of
+    the 24,231 training frames, each with its size in bytes and SHA-256 (null: not published; the first
+    download's hash is recorded beside the file and enforced). A file placed at data/raw/ by hand is verified
+    the same way. The test images are the labelled set of ``data.nyuv2``."""
+
+    archive_url: str
+    archive_size: Annotated[int, Field(ge=1)] | None
+    archive_sha256: Sha256 | None
+    list_url: str
+    list_size: Annotated[int, Field(ge=1)] | None
+    list_sha256: Sha256 | None
+
+
 class SyntheticSource(Section):
     """Rendered 480 x 640 indoor rooms: ``images`` views, ``views_per_room`` per room (= scene)."""
 
@@ -54,13 +73,17 @@ class SyntheticSource(Section):
     views_per_room: Count
 
 
+DataSourceName = Literal["nyuv2", "nyuv2_raw", "synthetic"]
+
+
 class DataSection(Section):
     """``data``: the source and the validation carve (whole training scenes, seeded)."""
 
-    source: Literal["nyuv2", "synthetic"]
+    source: DataSourceName
     val_fraction: Annotated[float, Field(ge=0, lt=1)]
     split_seed: int
     nyuv2: NYUv2Source
+    nyuv2_raw: NYUv2RawSource
     synthetic: SyntheticSource
 
 
@@ -136,7 +159,10 @@ class SegmentsSection(Section):
 
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
-ScheduleName = Literal["constant", "cosine", "step"]
+ADAM_OPTIMIZERS = ("adam", "adamw")  # read beta2
+ScheduleName = Literal["constant", "cosine", "step", "warmup_cosine", "mmcv_cosine", "onecycle"]
+assert set(WARMUP_SCHEDULES + FINAL_FRACTION_SCHEDULES) <= set(typing.get_args(ScheduleName))
+RecipeName = Literal["dinov2", "dinov3", "probe3d"]  # train.preset values that run recipes.<name>
 
 
 class TrainSection(Section):
@@ -147,9 +173,12 @@ class TrainSection(Section):
     training image's RGB (the adapter's input, not the cached features) scaled by U(1 - j, 1 + j). ``flip``:
     average (the authors': image and mirror image forwarded with gradients, the loss on the mean of the two
     predictions flipped back), random (one pass on the image or its mirror, with probability 1/2 each) or none.
-    AMP on CUDA only."""
+    AMP on CUDA only. ``preset: dinov2 | dinov3 | probe3d`` runs the reference's own recipe (``recipes.<name>``,
+    its length converted to epochs of this training set at run time, and its loss). ``warmup_epochs`` (may be
+    fractional) and ``final_lr_fraction``: the warm-up schedules' (depthcore.training.schedules); ``beta2``: Adam's
+    second-moment decay (adam, adamw; beta1 is torch's 0.9, or the onecycle schedule's)."""
 
-    preset: Literal["published", "custom"]
+    preset: Literal["published", "custom"] | RecipeName
     max_epochs: Annotated[int, Field(ge=1)] | None
     select: Literal["val", "last"]
     color_jitter: Annotated[float, Field(ge=0, lt=1)]
@@ -160,9 +189,12 @@ class TrainSection(Section):
     weight_decay: NonNegative
     optimizer: OptimizerName
     momentum: NonNegative
+    beta2: Annotated[float, Field(ge=0, lt=1)]
     schedule: ScheduleName
     step_epochs: Count
     gamma: Annotated[float, Field(gt=0, le=1)]
+    warmup_epochs: NonNegative
+    final_lr_fraction: Fraction
     flip: Literal["average", "random", "none"]
     amp: bool
     grad_clip: NonNegative
@@ -170,8 +202,10 @@ class TrainSection(Section):
 
 class TrainPreset(Section):
     """One published training preset (``presets.<adapter>``, or one part of it): the train keys it sets.
-    ``momentum`` is set for sgd and null otherwise; ``step_epochs`` and ``gamma`` for the step schedule and null
-    otherwise (a null key is not used by the preset's optimiser or schedule)."""
+    ``momentum`` is set for sgd and null otherwise, ``beta2`` for adam and adamw; ``step_epochs`` and ``gamma`` for
+    the step schedule and null otherwise; ``warmup_epochs`` for the warm-up schedules (warmup_cosine, mmcv_cosine,
+    onecycle) and ``final_lr_fraction`` for warmup_cosine and mmcv_cosine (a null key is not used by the preset's
+    optimiser or schedule)."""
 
     epochs: Count
     batch_size: Count
@@ -179,26 +213,89 @@ class TrainPreset(Section):
     lr: Positive
     weight_decay: NonNegative
     momentum: NonNegative | None
+    beta2: Annotated[float, Field(ge=0, lt=1)] | None
     schedule: ScheduleName
     step_epochs: Count | None
     gamma: Annotated[float, Field(gt=0, le=1)] | None
     smoothness: NonNegative
+    warmup_epochs: Positive | None
+    final_lr_fraction: Fraction | None
 
     @model_validator(mode="after")
     def _set_exactly_what_is_used(self) -> TrainPreset:
-        uses = {"momentum": self.optimizer == "sgd", "step_epochs": self.schedule == "step"}
-        uses["gamma"] = uses["step_epochs"]
-        wrong = [key for key, used in uses.items() if used != (getattr(self, key) is not None)]
-        if wrong:
-            raise ValueError(
-                f"{wrong} must be set exactly when used: momentum for optimizer sgd, step_epochs and gamma for "
-                f"schedule step (null otherwise); this preset has optimizer {self.optimizer}, schedule {self.schedule}"
-            )
-        return self
+        return _set_exactly_when_used(self, "warmup_epochs")
 
     def values(self) -> dict[str, Any]:
         """The train keys this preset sets (its null keys left out: the run does not use them)."""
         return {key: value for key, value in self.model_dump().items() if value is not None}
+
+
+def _set_exactly_when_used(section, warmup_key: str):
+    """``section`` (a preset or a recipe) if it sets exactly the keys its optimiser and schedule use, else
+    ValueError naming them: momentum (sgd), step_epochs and gamma (step), ``warmup_key`` (the warm-up schedules),
+    final_lr_fraction (warmup_cosine, mmcv_cosine)."""
+    uses = {
+        "momentum": section.optimizer == "sgd",
+        "beta2": section.optimizer in ADAM_OPTIMIZERS,
+        "step_epochs": section.schedule == "step",
+        "gamma": section.schedule == "step",
+        warmup_key: section.schedule in WARMUP_SCHEDULES,
+        "final_lr_fraction": section.schedule in FINAL_FRACTION_SCHEDULES,
+    }
+    uses = {key: used for key, used in uses.items() if key in type(section).model_fields}
+    wrong = [key for key, used in uses.items() if used != (getattr(section, key) is not None)]
+    if wrong:
+        raise ValueError(
+            f"{wrong} must be set exactly when used: momentum for optimizer sgd, beta2 for adam and adamw, step_epochs "
+            "and gamma for schedule "
+            f"step, {warmup_key} for {list(WARMUP_SCHEDULES)}, final_lr_fraction for {list(FINAL_FRACTION_SCHEDULES)} "
+            f"(null otherwise); this one has optimizer {section.optimizer}, schedule {section.schedule}"
+        )
+    return section
+
+
+class Recipe(Section):
+    """One reference's own training recipe (``recipes.<name>``, run by ``train.preset: <name>``): its length in
+    ``iterations`` (optimiser steps) or ``epochs`` (exactly one set; iterations are converted to epochs of the
+    actual training set at run time: round(iterations / steps per epoch), at least 1), batch size, optimiser, lr,
+    weight decay, schedule with ``warmup`` in the length's unit (null without a warm-up) and
+    ``final_lr_fraction``, its ``loss`` (a loss name; its settings are ``losses.<loss>``) and ``grad_clip`` (max
+    gradient norm, 0: off)."""
+
+    iterations: Count | None
+    epochs: Count | None
+    batch_size: Count
+    optimizer: OptimizerName
+    lr: Positive
+    weight_decay: NonNegative
+    momentum: NonNegative | None
+    beta2: Annotated[float, Field(ge=0, lt=1)] | None
+    schedule: ScheduleName
+    warmup: Positive | None
+    final_lr_fraction: Fraction | None
+    loss: str
+    grad_clip: NonNegative
+
+    @model_validator(mode="after")
+    def _one_length_and_what_is_used(self) -> Recipe:
+        if (self.iterations is None) == (self.epochs is None):
+            raise ValueError("set exactly one of iterations and epochs (the other null): the recipe's length")
+        if self.schedule == "step":
+            raise ValueError("a recipe has no step schedule (no step_epochs, gamma): use a train.preset: custom run")
+        if self.loss not in LOSSES.names():
+            raise ValueError(f"loss {self.loss!r} is not a loss; valid values are {LOSSES.names()}")
+        return _set_exactly_when_used(self, "warmup")
+
+
+class RecipesSection(Section):
+    """``recipes``: the references' own training recipes, by ``train.preset`` name (docs/probes.md)."""
+
+    dinov2: Recipe
+    dinov3: Recipe
+    probe3d: Recipe
+
+
+assert tuple(RecipesSection.model_fields) == typing.get_args(RecipeName)
 
 
 class PairsSection(Section):
@@ -216,11 +313,13 @@ class PairsSection(Section):
 
 class PaperSection(Section):
     """``paper``: the grid of paper/dvc.yaml: the seeds of every trained row, the rows (null: all of
-    paper/rows.yaml) and a cap on every run's epochs (null: the preset's), e.g. for smoke runs."""
+    paper/rows.yaml), a cap on every run's epochs (null: the preset's), e.g. for smoke runs, and the data source of
+    the field-protocol rows (a ``data.source`` value: the raw NYUv2 frames; offline, the rendered rooms)."""
 
     seeds: Annotated[tuple[int, ...], Field(min_length=1)]
     rows: tuple[str, ...] | None
     max_epochs: Annotated[int, Field(ge=1)] | None
+    field_source: DataSourceName
 
 
 class RuntimeSection(Section):
@@ -282,12 +381,14 @@ class Params(Section):
     segments: SegmentsSection
     pairs: PairsSection
     backbone: BackboneName  # type: ignore[valid-type]
+    features: FeatureRoute  # cached: backbone.zarr (the paper's); live: the backbone run in training
     backbones: BackbonesSection  # type: ignore[valid-type]
     seed: int
     adapter: AdapterName  # type: ignore[valid-type]
     loss: LossName  # type: ignore[valid-type]
     train: TrainSection
     presets: PresetsSection  # type: ignore[valid-type]
+    recipes: RecipesSection
     adapters: AdaptersSection  # type: ignore[valid-type]
     losses: LossesSection  # type: ignore[valid-type]
     paper: PaperSection
@@ -312,9 +413,19 @@ class Params(Section):
         return getattr(self.backbones, self.backbone).layers
 
     @property
+    def recipe(self) -> Recipe | None:
+        """The reference recipe ``train.preset`` runs (``recipes.<name>``); None under published or custom."""
+        return getattr(self.recipes, self.train.preset, None)
+
+    @property
+    def loss_name(self) -> str:
+        """The loss in effect: the recipe's under a recipe preset, else ``loss``."""
+        return self.recipe.loss if self.recipe is not None else self.loss
+
+    @property
     def loss_config(self):
-        """The settings of the chosen loss (``losses.<loss>``)."""
-        return getattr(self.losses, self.loss)
+        """The settings of the loss in effect (``losses.<loss_name>``)."""
+        return getattr(self.losses, self.loss_name)
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> Params:
@@ -352,8 +463,13 @@ def cross_section_errors(p: Params) -> list[str]:
     if p.loss_config.needs_pairs and p.pairs.method == "dataset" and p.data.source != "synthetic":
         errors.append(
             f"params 'pairs.method' is 'dataset' but data.source {p.data.source!r} has no second views (NYUv2's "
-            f"labelled set has single images), which loss {p.loss!r} reads: use pairs.method homography (the "
-            "paper's) or reproject"
+            f"labelled set and raw frames are single images), which loss {p.loss!r} reads: use pairs.method "
+            "homography (the paper's) or reproject"
+        )
+    if "segments" in cfg.batch_keys() and p.segments.method == "gt" and p.data.source == "nyuv2_raw":
+        errors.append(
+            f"params 'segments.method' is 'gt' but data.source 'nyuv2_raw' has no object ids for its training frames "
+            f"(raw frames are unlabelled), which adapter {p.adapter!r} reads: use segments.method sam or felzenszwalb"
         )
     if p.data.source == "synthetic":
         errors += synthetic_split_errors(p.data)

@@ -3,6 +3,10 @@
 A batch is a dict of crop-space tensors (see :mod:`depthcore.data.samples`): ``rgb``, ``depth``, ``intrinsics``
 (dataset), ``clip_<layer>`` (features), ``zeroshot``, ``segments``, ``pair_rgb`` / ``pair_pose`` / ``pair_valid``
 (pairs), plus ``index``. Adapters and losses declare the keys they read; the loader reads exactly those.
+
+With live features (:mod:`depthcore.features.live`) the loader reads no ``clip_<layer>``: it gives ``backbone_rgb``
+(the crop as the backbone sees it, never mirrored) and ``backbone_flip`` (whether the sample is mirrored), from
+which the frozen backbone computes the ``clip_<layer>`` keys on the batch's device.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from depthcore.geometry.camera import mirror_intrinsics, mirror_pose
 
 CLIP_PREFIX = "clip_"
 FLIPPED_SUFFIX = "_flipped"
+BACKBONE_RGB = "backbone_rgb"  # live features: 3 x h x w float32 in [0, 1], the crop unmirrored (not spatial)
+BACKBONE_FLIP = "backbone_flip"  # live features: () bool, whether the sample (and so its features) is mirrored
 SPATIAL_KEYS = ("rgb", "depth", "zeroshot", "segments", "pair_rgb", "pair_valid")  # mirrored along the last axis
 
 
@@ -53,8 +59,10 @@ STORE_OF = {
     "pair_rgb": "pairs",
     "pair_pose": "pairs",
     "pair_valid": "pairs",
+    BACKBONE_RGB: "dataset",
+    BACKBONE_FLIP: "dataset",
 }
-ARRAY_OF = {"zeroshot": "depth", "segments": "labels", "intrinsics": "rgb"}
+ARRAY_OF = {"zeroshot": "depth", "segments": "labels", "intrinsics": "rgb", BACKBONE_RGB: "rgb", BACKBONE_FLIP: "rgb"}
 
 
 def store_paths(paths) -> dict:
@@ -66,6 +74,18 @@ def store_paths(paths) -> dict:
         "segments": paths.segments,
         "pairs": paths.pairs,
     }
+
+
+LIVE_KEYS = (BACKBONE_RGB, BACKBONE_FLIP)
+
+
+def loader_keys(keys: tuple[str, ...], *, live: bool) -> tuple[str, ...]:
+    """The keys the loader reads for the batch keys ``keys``: with ``live`` features every ``clip_<layer>`` key is
+    replaced by the backbone's input (``backbone_rgb``, ``backbone_flip``), which
+    :class:`depthcore.features.live.LiveFeatures` computes them from."""
+    if not live or not any(key.startswith(CLIP_PREFIX) for key in keys):
+        return tuple(keys)
+    return tuple(key for key in keys if not key.startswith(CLIP_PREFIX)) + LIVE_KEYS
 
 
 def store_of(key: str) -> str:

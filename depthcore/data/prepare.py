@@ -1,14 +1,17 @@
 """The ``fetch_data`` and ``prepare`` steps: raw files -> ``dataset.zarr``.
 
-``fetch_data`` downloads the official NYUv2 files, or renders the synthetic rooms into
-``raw/synthetic.zarr``, and removes everything else from the raw folder (other sources, leftovers
-of interrupted work). ``prepare`` streams either source into the one dataset layout:
+``fetch_data`` downloads the official NYUv2 files (``nyuv2``; with ``nyuv2_raw`` also BTS's raw-frame archive
+and training list, depthcore/data/nyuv2_raw.py), or renders the synthetic rooms into ``raw/synthetic.zarr``, and
+removes everything else from the raw folder (other sources, leftovers of interrupted work). ``prepare`` streams
+any source into the one dataset layout:
 
 - ``rgb`` (N, 480, 640, 3) uint8; ``depth`` (N, 480, 640) float32 training target, metres, 0 = invalid;
   ``depth_eval`` (N, 480, 640) float32 evaluation ground truth; ``instances`` (N, 480, 640) int32;
   ``split`` (N,) int8, the official split (0 train, 2 test); ``scene`` (N,) int32;
 - synthetic only: ``pair_rgb`` (N, 480, 640, 3) uint8 and ``pair_pose`` (N, 4, 4) float32;
 - attrs: ``source``, ``intrinsics`` [fx, fy, cx, cy] pixels, ``depth_unit`` "m", ``version``.
+
+``nyuv2_raw`` rows are the listed training frames (depth_eval = depth, instances 0) then the official test images.
 
 """
 
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from depthcore.data import nyuv2
+from depthcore.data import nyuv2, nyuv2_raw
 from depthcore.data.splits import TEST, TRAIN, held_out_scenes
 from depthcore.data.store import ResumableStore, Store
 from depthcore.data.synthetic import render_sample
@@ -42,11 +45,11 @@ def fetch_data(data, raw_dir: Path | str, *, key: str | None, progress: bool = T
     folder holds exactly the current source's files. ``key``: the stage's input identity (for resuming).
     """
     raw_dir = Path(raw_dir)
-    if data.source == "nyuv2":
-        paths = [
-            fetch(remote, raw_dir, progress=progress)
-            for remote in nyuv2.remote_files(data.nyuv2.url, data.nyuv2.splits_url)
-        ]
+    if data.source in ("nyuv2", "nyuv2_raw"):
+        remotes = nyuv2.remote_files(data.nyuv2.url, data.nyuv2.splits_url)
+        if data.source == "nyuv2_raw":
+            remotes = (*nyuv2_raw.remote_files(data.nyuv2_raw), *remotes)
+        paths = [fetch(remote, raw_dir, progress=progress) for remote in remotes]
     else:
         paths = [render_synthetic(data.synthetic, raw_dir / SYNTHETIC_RAW, key=key, progress=progress)]
     prune_dir(raw_dir, {p.name for p in paths} | {p.name + ".sha256" for p in paths})
@@ -101,6 +104,12 @@ def prepare_dataset(source: str, raw_dir: Path | str, out: Path | str, *, key: s
             official = np.where(train, TRAIN, TEST).astype(np.int8)
             _write_images(store, (mat.n, mat.height, mat.width), mat.sample, ("depth_eval", "instances"), progress)
             return _commit(store, source, scene, official, {"scene_names": unique_names})
+    if source == "nyuv2_raw":
+        with nyuv2_raw.RawTrainingSet(raw_dir) as frames:
+            _write_images(
+                store, (frames.n, frames.height, frames.width), frames.sample, ("depth_eval", "instances"), progress
+            )
+            return _commit(store, source, frames.scene, frames.official, frames.attrs)
     raw = Store(raw_dir / SYNTHETIC_RAW, required=RAW_ARRAYS)
 
     def sample(i: int) -> dict[str, np.ndarray]:

@@ -19,6 +19,14 @@ principal point reflected. With ``with_flipped=True`` each ``clip_<layer>`` also
 ``clip_<layer>_flipped`` (for flip averaging, :func:`depthcore.data.batch.mirror_batch`). Without it only the
 view a sample uses is read: ``backbone.zarr`` stores each view in its own chunk, so the other is never decompressed.
 
+``random_crop=True`` (training with live features, :mod:`depthcore.features.live`): each sample is a crop of
+the crop's size (416 x 544) at an offset drawn uniformly from the run's ``crop`` stream at (phase, epoch, index),
+DINOv2's RandomCrop of the 480 x 640 frame; every per-pixel key (``rgb``, ``backbone_rgb``, ``depth``,
+``zeroshot``, ``segments``, ``pair_rgb``, ``pair_valid``) is the same slice of its frame and ``intrinsics`` the
+principal point moved by the offset. Only without ``clip_<layer>`` keys: cached features exist for the fixed crop
+alone. ``backbone_rgb`` is the crop unmirrored (scaled exactly as :func:`depthcore.features.backbone.crop_rgb`)
+and ``backbone_flip`` the sample's flip, so the backbone computes the mirrored view as the features stage does.
+
 Stores are opened read-only and lazily in each process, so the dataset is safe in DataLoader workers.
 """
 
@@ -32,8 +40,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from depthcore.data.batch import ARRAY_OF, CLIP_PREFIX, FLIPPED_SUFFIX, mirror_batch, store_of
+from depthcore.data.batch import (
+    ARRAY_OF,
+    BACKBONE_FLIP,
+    BACKBONE_RGB,
+    CLIP_PREFIX,
+    FLIPPED_SUFFIX,
+    mirror_batch,
+    store_of,
+)
 from depthcore.data.store import Store, StoreError, read_items
+from depthcore.features.backbone import PIXEL_SCALE
 from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape, crop_tensor
 from depthcore.seeding import numpy_generator
 
@@ -64,10 +81,16 @@ class TrainingDataset(Dataset):
         seed: int = 0,
         with_flipped: bool = False,
         crop: tuple[int, int, int, int] = DEPTHCLIP_CROP,
+        random_crop: bool = False,
     ):
         if flip not in FLIP_MODES:
             raise ValueError(f"unknown flip mode {flip!r}; valid modes are {list(FLIP_MODES)}")
         self.keys = tuple(dict.fromkeys(keys))
+        if random_crop and any(key.startswith(CLIP_PREFIX) for key in self.keys):
+            raise ValueError(
+                "random_crop needs live features: cached clip_<layer> keys exist for the fixed crop only; load "
+                f"{BACKBONE_RGB} and {BACKBONE_FLIP} instead (depthcore.features.live.loader_keys)"
+            )
         needed = {"dataset"} | {store_of(key) for key in self.keys}
         missing = sorted(needed - set(stores))
         if missing:
@@ -90,9 +113,10 @@ class TrainingDataset(Dataset):
         self.epoch = self.phase = 0
         self.with_flipped = with_flipped
         self.crop = crop
-        fx, fy, cx, cy = self.stores["dataset"].attrs.get("intrinsics", (0.0, 0.0, 0.0, 0.0))
-        top, _, left, _ = crop
-        self.intrinsics = torch.tensor([[fx, 0, cx - left], [0, fy, cy - top], [0, 0, 1]], dtype=torch.float32)
+        self.random_crop = random_crop
+        self.frame_size = tuple(self.stores["dataset"].shape("rgb")[1:3])
+        self.camera = self.stores["dataset"].attrs.get("intrinsics", (0.0, 0.0, 0.0, 0.0))  # fx, fy, cx, cy
+        self.intrinsics = self.intrinsics_of(crop)
         self.image_size = crop_shape(crop)
 
     def __len__(self) -> int:
@@ -110,16 +134,34 @@ class TrainingDataset(Dataset):
         phase, epoch = self.phase if phase is None else phase, self.epoch if epoch is None else epoch
         return bool(numpy_generator(self.seed, "flip", phase, epoch, int(index)).random() < 0.5)
 
+    def intrinsics_of(self, crop: tuple[int, int, int, int]) -> torch.Tensor:
+        """3 x 3 intrinsics in the pixels of ``crop`` (top, bottom, left, right of the frame)."""
+        fx, fy, cx, cy = self.camera
+        top, _, left, _ = crop
+        return torch.tensor([[fx, 0, cx - left], [0, fy, cy - top], [0, 0, 1]], dtype=torch.float32)
+
+    def crop_of(self, index: int, phase: int | None = None, epoch: int | None = None) -> tuple[int, int, int, int]:
+        """The crop (top, bottom, left, right) of image ``index`` (a dataset row) in (``phase``, ``epoch``): the
+        fixed crop, or with ``random_crop`` one of its size at an offset drawn from the run's ``crop`` stream."""
+        if not self.random_crop:
+            return self.crop
+        phase, epoch = self.phase if phase is None else phase, self.epoch if epoch is None else epoch
+        (height, width), (frame_h, frame_w) = self.image_size, self.frame_size
+        rng = numpy_generator(self.seed, "crop", phase, epoch, int(index))
+        top, left = (int(v) for v in rng.integers(0, (frame_h - height + 1, frame_w - width + 1)))
+        return top, top + height, left, left + width
+
     def __getitem__(self, item: int | EpochItem) -> dict[str, torch.Tensor]:
         when = (item.phase, item.epoch) if isinstance(item, EpochItem) else (None, None)
         i = int(self.indices[item.item if isinstance(item, EpochItem) else item])
         flipped = self.is_flipped(i, *when)
+        crop = self.crop_of(i, *when)
         arrays = self._read(i, flipped)
         sample = sample_from_arrays(
             arrays,
             self.keys,
-            crop=self.crop,
-            intrinsics=self.intrinsics,
+            crop=crop,
+            intrinsics=self.intrinsics_of(crop),
             flipped=flipped,
             with_flipped=self.with_flipped,
         )
@@ -129,7 +171,7 @@ class TrainingDataset(Dataset):
         """Batch key -> the stored array of dataset row ``i`` (all read at once, :func:`read_items`); of a CLIP
         layer only the view the sample uses (``[view 0, None]`` or ``[None, view 1]``) unless ``with_flipped``
         needs both."""
-        keys = [key for key in self.keys if key != "intrinsics"]
+        keys = [key for key in self.keys if key not in ("intrinsics", BACKBONE_FLIP)]
         one_view = [key.startswith(CLIP_PREFIX) and not self.with_flipped for key in keys]
         requests = [
             (self.stores[store_of(key)], stored_array(key), i, int(flipped) if single else None)
@@ -174,6 +216,11 @@ def sample_from_arrays(
             sample[key] = torch.from_numpy(np.ascontiguousarray(views[int(flipped)]))
             if with_flipped:
                 sample[key + FLIPPED_SUFFIX] = torch.from_numpy(np.ascontiguousarray(views[1 - int(flipped)]))
+        elif key == BACKBONE_RGB:  # as crop_rgb scales it, so the backbone sees the features stage's input
+            rgb = crop_tensor(np.asarray(arrays[key]).transpose(2, 0, 1), crop)
+            sample[key] = torch.from_numpy(np.ascontiguousarray(rgb)).float() * PIXEL_SCALE
+        elif key == BACKBONE_FLIP:
+            sample[key] = torch.tensor(flipped)
         elif key in ("rgb", "pair_rgb"):
             rgb = crop_tensor(np.asarray(arrays[key]).transpose(2, 0, 1), crop)
             sample[key] = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.0)

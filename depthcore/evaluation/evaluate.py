@@ -12,15 +12,17 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from depthcore.config.paths import Paths
-from depthcore.data.batch import store_paths
+from depthcore.data.batch import loader_keys, store_paths
 from depthcore.data.samples import TrainingDataset
 from depthcore.data.splits import read_split, split_indices
 from depthcore.data.store import ResumableStore, Store
 from depthcore.device import default_device, loader_workers
 from depthcore.evaluation.report import write_baseline_report, write_report
+from depthcore.features.live import LiveFeatures
 from depthcore.geometry.frame import DEPTHCLIP_CROP, NYU_HEIGHT, NYU_WIDTH
 from depthcore.models.predict import iter_predictions
-from depthcore.training.checkpoint import build_from_checkpoint, load_checkpoint
+from depthcore.training.checkpoint import build_from_checkpoint, checkpoint_config, load_checkpoint
+from depthcore.training.settings import is_live
 
 
 def predict_to_store(
@@ -32,15 +34,17 @@ def predict_to_store(
     attrs: Mapping[str, Any],
     amp: bool = False,
     progress: bool = True,
+    features=None,
 ) -> Path:
     """Write ``out`` with ``depth`` (n_images, 480, 640) float32 metres: ``loader``'s images filled, 0 elsewhere
     (atomic, like every store; quick, so never resumed). The model runs on the device its weights are on, under
-    float16 autocast with ``amp`` on CUDA."""
+    float16 autocast with ``amp`` on CUDA; ``features``: live features computing the batches' backbone layers."""
     device = next(model.parameters()).device
     store = ResumableStore(out, key=None, resume=False)
     depth = store.array("depth", (n_images, NYU_HEIGHT, NYU_WIDTH), np.float32)
     unpredicted = set(range(n_images))
-    for indices, preds in iter_predictions(model, loader, device=device, amp=amp, progress=progress):
+    predictions = iter_predictions(model, loader, device=device, amp=amp, progress=progress, features=features)
+    for indices, preds in predictions:
         for index, pred in zip(indices, preds, strict=True):
             depth[int(index)] = pred
             unpredicted.discard(int(index))
@@ -55,13 +59,15 @@ def evaluate_checkpoint(params, paths: Paths, *, device=None, progress: bool = T
     available) and write the report. The precision is the one its validation ran at: float16 autocast on CUDA
     when the checkpoint was trained with ``train.amp``."""
     meta, state = load_checkpoint(paths.model)
-    features = Store(paths.features).attrs if meta["features"]["layers"] else None
+    keys = checkpoint_config(meta).batch_keys()
+    live = LiveFeatures.from_weights(paths.backbone_weights, keys) if is_live(params) else None
+    features = (live.attrs if live else Store(paths.features).attrs) if meta["features"]["layers"] else None
     model = build_from_checkpoint(meta, state, adapter=params.adapter, features_attrs=features)
     dataset = Store(paths.dataset, required=("rgb", "depth", "depth_eval", "split", "scene"))
-    test_set = TrainingDataset(
+    test_set = TrainingDataset(  # live: the fixed crop too, so both routes predict the same
         stores=store_paths(paths),
         indices=split_indices(dataset.read("split"), "test"),
-        keys=model.batch_keys(),
+        keys=loader_keys(model.batch_keys(), live=live is not None),
         with_flipped=True,
     )
     device = default_device(device)
@@ -80,6 +86,7 @@ def evaluate_checkpoint(params, paths: Paths, *, device=None, progress: bool = T
         attrs={"depth_unit": "m", "crop": list(DEPTHCLIP_CROP), "split": "test", "predictor": meta["adapter"]},
         amp=bool(meta.get("train", {}).get("amp", False)) and device.type == "cuda",
         progress=progress,
+        features=live,
     )
     return _report(params, paths, Store(paths.predictions, required=("depth",)), meta["adapter"], dataset=dataset)
 

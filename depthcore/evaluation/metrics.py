@@ -12,6 +12,11 @@ prediction is clamped to ``[min_depth, max_depth]``; then
 
 Metrics are computed per image and then averaged over images. With ``median_scaling`` the
 prediction is multiplied by median(g) / median(p) over the valid pixels before clamping.
+
+Besides these, Probe3D's scale-invariant ``si_d1`` and ``si_rmse``
+(:mod:`depthcore.evaluation.scale_invariant`: the unclamped prediction fitted per image by least-squares scale and
+shift on the 480 x 480 centre crop, 0 < g <= max_depth; no Eigen crop, no median scaling); NaN for an image
+without a valid pixel there.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from depthcore.evaluation.scale_invariant import SI_METRIC_NAMES, scale_invariant_metrics
 from depthcore.geometry.frame import EIGEN_CROP, NYU_HEIGHT, NYU_WIDTH
 
-METRIC_NAMES = ("d1", "d2", "d3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog")
+METRIC_NAMES = ("d1", "d2", "d3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", *SI_METRIC_NAMES)
 DELTA_BASE = 1.25
 
 
@@ -51,6 +57,7 @@ def image_metrics(
     mask = valid_mask(gt, pred, min_depth=min_depth, max_depth=max_depth)
     if not mask.any():
         return None
+    si = scale_invariant_metrics(gt, pred, max_depth=max_depth) or dict.fromkeys(SI_METRIC_NAMES, math.nan)
     g = gt[mask].astype(np.float64)
     p = pred[mask].astype(np.float64)
     if median_scaling:
@@ -68,7 +75,7 @@ def image_metrics(
         "rmse_log": float(np.sqrt(np.mean(err_log**2))),
         "log10": float(np.mean(np.abs(np.log10(g) - np.log10(p)))),
         "silog": float(100.0 * np.sqrt(max(np.mean(err_log**2) - np.mean(err_log) ** 2, 0.0))),
-    }
+    } | si
 
 
 def average(per_image: Iterable[dict[str, float] | None]) -> dict[str, float]:

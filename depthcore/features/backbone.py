@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 from zarr.codecs import BloscCodec
 
-from depthcore.artifacts import save_no_shallow, save_shallow
+from depthcore.artifacts import HEAD_LAYER, save_no_shallow, save_shallow
 from depthcore.data.store import ResumableStore, Store, StoreError
 from depthcore.device import autocast, default_device, per_image
 from depthcore.geometry.frame import (
@@ -40,7 +40,7 @@ from depthcore.geometry.frame import (
 )
 from depthcore.models.backbones.clip import ClipBackbone
 from depthcore.models.backbones.clip_shallow import shallow_state_dict
-from depthcore.weights.backbone import load_backbone
+from depthcore.weights.load import load_backbone
 from depthcore.weights.manifest import read_manifest
 
 PIXEL_SCALE = 1.0 / 255.0
@@ -118,6 +118,27 @@ def class_token_layers(backbone, layers: tuple[str, ...]) -> list[str]:
     return [name for name in layers if getattr(backbone, "class_token", False) and name.startswith(BLOCK_PREFIX)]
 
 
+def network_input(backbone, crop: torch.Tensor) -> torch.Tensor:
+    """B x 3 x 416 x 544 float32 in [0, 1] (:func:`crop_rgb`) -> the backbone's input: ImageNet statistics for a
+    ClipBackbone (CLIP RN50, DepthCLIP's choice), the zoo backbone's own ``preprocess`` otherwise."""
+    return normalise_imagenet(crop) if isinstance(backbone, ClipBackbone) else backbone.preprocess(crop)
+
+
+def view_features(backbone, images: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Network input B x 3 x H x W (:func:`network_input`) -> layer -> B x 2 x C x h x w float16 on the images'
+    device (view 1: the mirror image, features not flipped back; ``<layer>_cls`` B x 2 x C): each image and its
+    mirror forwarded together, one image at a time, under float16 autocast on CUDA, without gradients. The one
+    computation behind both the features store and live features (:mod:`depthcore.features.live`)."""
+    with torch.no_grad(), autocast(images.device):  # per image: image 0, mirror 0, image 1, mirror 1, ...
+        feats = per_image(lambda x: backbone.forward_features(torch.cat([x, x.flip(-1)]), layers), images)
+    return {name: round_features(value.unflatten(0, (len(images), N_VIEWS))) for name, value in feats.items()}
+
+
+def round_features(value: torch.Tensor) -> torch.Tensor:
+    """Features as stored and as live training reads them: float32 rounded to float16 (nearest, ties to even)."""
+    return value.float().to(torch.float16)
+
+
 def clip_views(backbone, rgb: np.ndarray, layers: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The stored features of a batch of frames: ``rgb`` B x 480 x 640 x 3 uint8 -> layer -> B x 2 x C x h x w
     float16 (view 0: the image, view 1: its mirror image, features not flipped back; ``<layer>_cls`` B x 2 x C
@@ -126,17 +147,8 @@ def clip_views(backbone, rgb: np.ndarray, layers: tuple[str, ...]) -> dict[str, 
     prediction computes. ``backbone``: a ClipBackbone (CLIP RN50, ImageNet statistics on the crop) or any zoo
     backbone (its own ``preprocess`` of the [0, 1] crop)."""
     device = next(backbone.parameters()).device
-    rgb = torch.from_numpy(np.ascontiguousarray(rgb))
-    if isinstance(backbone, ClipBackbone):
-        images = preprocess(rgb).to(device)
-    else:
-        images = backbone.preprocess(crop_rgb(rgb)).to(device)
-    with torch.no_grad(), autocast(device):  # per image: image 0, mirror 0, image 1, mirror 1, ...
-        feats = per_image(lambda x: backbone.forward_features(torch.cat([x, x.flip(-1)]), layers), images)
-    return {
-        name: value.float().unflatten(0, (len(rgb), N_VIEWS)).cpu().numpy().astype(FEATURE_DTYPE)
-        for name, value in feats.items()
-    }
+    images = network_input(backbone, crop_rgb(torch.from_numpy(np.ascontiguousarray(rgb)))).to(device)
+    return {name: value.cpu().numpy() for name, value in view_features(backbone, images, layers).items()}
 
 
 def extract_features(
@@ -171,6 +183,8 @@ def extract_features(
         for name, shape in shapes.items()
     }
     backbone = backbone.to(device)
+    if not layers:  # nothing to cache (live features of a backbone without a zero-shot head): no backbone work
+        store.mark_done(n)
     with tqdm(total=n, initial=store.done, unit="img", desc="features", disable=not progress) as bar:
         for lo in range(store.done, n, batch_size):
             hi = min(lo + batch_size, n)
@@ -182,10 +196,14 @@ def extract_features(
     return store.commit({**attrs, "n_images": n})
 
 
-def cached_layers(backbone, layers: tuple[str, ...]) -> tuple[str, ...]:
+def cached_layers(backbone, layers: tuple[str, ...], *, live: bool = False) -> tuple[str, ...]:
     """The layers a features store holds: the chosen ``layers`` and the layer the backbone's zero-shot head reads
-    (a ViT CLIP's ``dense`` text-space embeddings), so that the zero-shot stage never needs the backbone."""
+    (a ViT CLIP's ``dense`` text-space embeddings), so that the zero-shot stage never needs the backbone. With
+    ``live`` features (training computes the chosen layers itself) only the zero-shot head's layer: CLIP RN50's
+    ``layer4``, a ViT CLIP's ``dense``, none for a backbone without a text tower."""
     extra = getattr(backbone, "zeroshot_layer", None)
+    if live:
+        return (HEAD_LAYER,) if isinstance(backbone, ClipBackbone) else ((extra,) if extra else ())
     return tuple(layers) + ((extra,) if extra and extra not in layers and extra != "layer4" else ())
 
 
@@ -199,10 +217,12 @@ def cache_features(
     key: str | None,
     batch_size: int = 4,
     device: torch.device | str | None = None,
+    live: bool = False,
 ) -> Path:
     """The features stage: the backbone of the ``fetch_backbone`` folder over every image of ``dataset`` on
     ``device``, and the frozen CLIP stem + layer1 weights (``shallow_out``) that adapters computing those layers
-    need (an artifact naming the backbone and holding no weights for a backbone without a ResNet stem)."""
+    need (an artifact naming the backbone and holding no weights for a backbone without a ResNet stem). With
+    ``live`` (params ``features: live``) only the zero-shot head's layer is cached (:func:`cached_layers`)."""
     backbone = load_backbone(weights_dir)
     weights = read_manifest(weights_dir, stage="fetch_backbone")
     if isinstance(backbone, ClipBackbone):
@@ -214,7 +234,7 @@ def cache_features(
         out,
         backbone=backbone,
         weights=weights,
-        layers=cached_layers(backbone, layers),
+        layers=cached_layers(backbone, layers, live=live),
         key=key,
         batch_size=batch_size,
         device=device,

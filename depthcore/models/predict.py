@@ -8,7 +8,7 @@ into the 480 x 640 frame (:func:`iter_predictions`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -53,16 +53,27 @@ def predict_crop(
 
 
 def iter_predictions(
-    model: nn.Module, loader: DataLoader, *, device: torch.device, amp: bool = False, progress: bool = False
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    device: torch.device,
+    amp: bool = False,
+    progress: bool = False,
+    features: Callable[..., dict[str, torch.Tensor]] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """For each batch of ``loader`` (loaded with ``with_flipped=True``): its dataset rows (B,) and full-frame
-    predictions B x 480 x 640 (metres, numpy; 0 outside the crop) of :func:`predict_crop`, in eval mode."""
+    predictions B x 480 x 640 (metres, numpy; 0 outside the crop) of :func:`predict_crop`, in eval mode.
+    ``features``: live features (:class:`depthcore.features.live.LiveFeatures`) that add the batch's
+    ``clip_<layer>`` keys on ``device`` (None: the loader read them cached)."""
     was_training = model.training
     model.eval()
     try:
         for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
             indices = batch.pop("index").numpy()
-            pred = predict_crop(model, to_device(batch, device), amp=amp)
+            batch = to_device(batch, device)
+            if features is not None:
+                batch = features(batch, with_flipped=True)
+            pred = predict_crop(model, batch, amp=amp)
             yield indices, paste_prediction(pred)[:, 0].cpu().numpy()
     finally:
         model.train(was_training)

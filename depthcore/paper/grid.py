@@ -47,8 +47,12 @@ from depthcore.training.inputs import needed_inputs, plugin_files, run_keys
 
 STAGE_RUNNER = "paper/stage.py"  # runs a stage script with a row's params and paths
 GRID_TOOL = "paper/grid.py"  # writes, checks and runs the grid
-# The upstream stages a row can vary, in pipeline order (a variant of one moves what the later ones read).
+# The upstream stages a row can vary, in pipeline order (a variant of one moves what the later ones read); the data
+# stages vary only for the field-protocol rows, whose data source is ``paper.field_source``.
 VARIANT_STAGES = (
+    "fetch_data",
+    "prepare",
+    "split",
     "backbone",
     "fetch_backbone",
     "features",

@@ -46,6 +46,13 @@ WEIGHTS_KEYS = ("pretrained", "init_seed")  # of backbones.<name>: which weights
 ROW_OWN = ("adapter", "loss")
 
 
+PROTOCOLS = ("paper", "field")
+# Table 6 on the field's protocol (docs/probes.md "The field's protocol"): a ``protocol: field`` row's runs train on
+# the raw NYUv2 frames (``paper.field_source``) with the frozen backbone run live, so that the references' random
+# crops and colour augmentation reach it; the row itself sets the probe, its recipe and the backbone.
+FIELD_FEATURES = "live"
+
+
 class PaperError(DepthcoreError, ValueError):
     """A row is unknown, contradicts itself, sets a fixed param or lacks a published metric."""
 
@@ -58,9 +65,12 @@ class Row(BaseModel):
     table: int
     label: str
     kind: Literal["train", "zeroshot", "lower_bound"] = "train"
+    protocol: Literal[PROTOCOLS] = "paper"  # type: ignore[valid-type]
     params: dict[str, Any] = {}
     published: dict[str, float | None] | None = None
     source: str | None = None  # where the published numbers come from, when not the paper we reproduce
+    published_protocol: str | None = None  # how the published numbers were measured, when not as our runs are
+    paper_row: str | None = None  # a field row: the Table 6 row of the same backbone and probe on the paper's data
     same_as: str | None = None
     cited: bool = False
 
@@ -72,6 +82,12 @@ class Row(BaseModel):
             raise ValueError("a same_as row takes its numbers from the row it names: no params or published")
         if self.runs and self.kind == "train" and any(key not in self.params for key in ROW_OWN):
             raise ValueError(f"a trained row sets {list(ROW_OWN)} itself (params.yaml's are the main pipeline's)")
+        if self.protocol == "field" and (self.table != 6 or self.kind != "train" or not self.runs):
+            raise ValueError("a field-protocol row is a trained row of Table 6")
+        if self.paper_row is not None and self.protocol != "field":
+            raise ValueError("only a field-protocol row names its paper_row (its low-data counterpart)")
+        if self.published is not None and self.protocol == "field" and not (self.source and self.published_protocol):
+            raise ValueError("a field row's published numbers name their source and the protocol they were measured on")
         return self
 
     @property
@@ -105,7 +121,18 @@ def load_rows(path: Path | str = ROWS_FILE) -> dict[str, Row]:
                 )
         if row.same_as is not None and (row.same_as not in rows or not rows[row.same_as].runs):
             raise PaperError(f"{path}: row {row_id!r}: same_as {row.same_as!r} is not a row that runs")
+        twin = rows.get(row.paper_row) if row.paper_row else None
+        if row.paper_row is not None and (twin is None or twin.table != 6 or twin.protocol != "paper"):
+            raise PaperError(f"{path}: row {row_id!r}: paper_row {row.paper_row!r} is not a paper-protocol Table 6 row")
     return rows
+
+
+def protocol_overrides(base: Params, row: Row) -> dict[str, Any]:
+    """What ``row``'s protocol sets over params.yaml (``base``): nothing for the paper's; for the field's, the
+    raw-frame data source ``paper.field_source`` and live features."""
+    if row.protocol == "field":
+        return {"data.source": base.paper.field_source, "features": FIELD_FEATURES}
+    return {}
 
 
 def select_rows(rows: dict[str, Row], selection: list[str] | tuple[str, ...] | None) -> list[str]:
@@ -141,9 +168,10 @@ def row_params(base: Params, row_id: str, row: Row, *, seed: int = 0) -> Params:
     if fixed:
         raise PaperError(
             f"row {row_id!r} sets {fixed}, which the grid does not vary (it reuses the main pipeline's dataset, "
-            "weights, features and protocol): set them in params.yaml for the whole study instead"
+            "weights, features and protocol; a field row's data come from paper.field_source): set them in "
+            "params.yaml for the whole study instead"
         )
-    overrides = dict(row.params) | {"seed": seed}
+    overrides = protocol_overrides(base, row) | dict(row.params) | {"seed": seed}
     cap, train_cap = base.paper.max_epochs, base.train.max_epochs
     if cap is not None:
         overrides["train.max_epochs"] = cap if train_cap is None else min(cap, train_cap)

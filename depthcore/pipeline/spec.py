@@ -71,10 +71,11 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "fetch_data",
-        "fetch_data: NYUv2 download, or the synthetic rooms rendered (re-rendered when the renderer changes)",
+        "fetch_data: NYUv2 download (and BTS's raw frames for nyuv2_raw), or the synthetic rooms rendered "
+        "(re-rendered when the renderer changes)",
         deps=("params_check",),
         outs=(Out("raw", persist=True),),  # keeps partial downloads so an interrupted fetch resumes
-        params=("data.source", "data.nyuv2", "data.synthetic"),
+        params=("data.source", "data.nyuv2", "data.nyuv2_raw", "data.synthetic"),
     ),
     StageSpec(
         "backbone",
@@ -122,10 +123,11 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "features",
-        "features: the selected backbone's cached layers, and the CLIP stem + layer1 weights adapters compute "
-        "those layers with",
+        "features: the selected backbone's cached layers (features: live: only the zero-shot head's layer), and the "
+        "CLIP stem + layer1 weights adapters compute those layers with",
         deps=("dataset", "backbone_weights", "backbone_settings"),
         outs=(Out("features"), Out("clip_shallow")),
+        params=("features",),
     ),
     StageSpec(
         "clip_head",
@@ -172,14 +174,26 @@ STAGES: tuple[StageSpec, ...] = (
         "loss read, the params keys its output is a function of, and the hashes of the chosen adapter's and "
         "loss's code; train and evaluate depend on this file, so an artifact, a setting or a plugin the run does "
         "not use never re-runs them",
-        deps=("dataset", "split", "pairs", "features", "clip_shallow", "clip_head", "segments", "zeroshot"),
+        deps=(
+            "dataset",
+            "split",
+            "pairs",
+            "features",
+            "clip_shallow",
+            "clip_head",
+            "segments",
+            "zeroshot",
+            "backbone_weights",
+            "backbone_settings",
+        ),
         outs=(Out("train_inputs"),),
-        params=("seed", "adapter", "adapters", "loss", "losses", "train", "presets"),
+        params=("seed", "adapter", "adapters", "loss", "losses", "train", "presets", "recipes", "features"),
         plugins="all",
     ),
     StageSpec(
         "train",
-        "train: the chosen adapter trained on the cached inputs (its code through train_inputs.json)",
+        "train: the chosen adapter trained on the cached inputs, or with features: live the backbone run per batch "
+        "(its code through train_inputs.json)",
         deps=("train_inputs",),
         outs=(
             Out("model"),

@@ -15,12 +15,14 @@ from typing import Any
 
 from depthcore.closure import REPO, code_closure, module_path
 from depthcore.config.overrides import dotted_values
+from depthcore.config.params import ADAM_OPTIMIZERS
 from depthcore.config.paths import Paths
-from depthcore.data.batch import store_of, store_paths
+from depthcore.data.batch import loader_keys, store_of, store_paths
 from depthcore.io import sha256_of
 from depthcore.losses.registry import LOSSES
 from depthcore.models.adapters.registry import ADAPTERS
-from depthcore.training.settings import loss_batch_keys, phase_settings
+from depthcore.training.schedules import FINAL_FRACTION_SCHEDULES, WARMUP_SCHEDULES
+from depthcore.training.settings import is_live, loss_batch_keys, phase_settings
 
 # train.* keys every run reads; the optimiser keys below only under ``preset: custom`` (under ``published`` the
 # chosen adapter's ``presets.<adapter>`` sets them) and some only with the optimiser or schedule that uses them.
@@ -29,11 +31,16 @@ OPTIMISER_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "sc
 
 
 def needed_inputs(params, paths: Paths) -> list[Path]:
-    """The artifacts the chosen adapter and loss read (what training and evaluation depend on)."""
+    """The artifacts the chosen adapter and loss read (what training and evaluation depend on). With live features
+    (params ``features: live``) the backbone's weights and settings (``fetch_backbone``'s folder and
+    ``backbone.json``) instead of the features store."""
     cfg = params.adapter_config
     stores = store_paths(paths)
     needed = [paths.dataset, paths.split]
-    needed += [stores[store_of(key)] for key in cfg.batch_keys() + loss_batch_keys(params)]
+    keys = loader_keys(cfg.batch_keys() + loss_batch_keys(params), live=is_live(params))
+    needed += [stores[store_of(key)] for key in keys]
+    if is_live(params):
+        needed += [paths.backbone_weights, paths.backbone_settings]
     if cfg.needs_head():
         needed.append(paths.clip_head)
     if cfg.needs_shallow():
@@ -43,20 +50,28 @@ def needed_inputs(params, paths: Paths) -> list[Path]:
 
 def run_keys(params) -> list[str]:
     """The dotted params keys (leaves) a training run's output is a function of, besides its input artifacts
-    and its code: the seed, the adapter and loss with their sections, and the train keys in effect."""
-    keys = ["seed", "adapter", "loss"]
+    and its code: the seed, the adapter and loss with their sections, and the train keys in effect. Under a
+    reference recipe (``train.preset: dinov2 | dinov3 | probe3d``) its ``recipes.<name>`` section sets the loss, the
+    grad clip and the optimiser keys: ``loss`` and those train keys are not read."""
+    recipe = params.recipe is not None
+    keys = ["seed", "adapter"] + ([] if recipe else ["loss"]) + ["features"]
     keys += [f"adapters.{params.adapter}.{name}" for name in type(params.adapter_config).model_fields]
-    keys += [f"losses.{params.loss}.{name}" for name in type(params.loss_config).model_fields]
-    train = set(ALWAYS_TRAIN_KEYS)
-    phases = phase_settings(params)
+    keys += [f"losses.{params.loss_name}.{name}" for name in type(params.loss_config).model_fields]
+    train = set(ALWAYS_TRAIN_KEYS) - ({"grad_clip"} if recipe else set())
     if params.train.preset == "custom":
+        phases = phase_settings(params).values()
         train |= set(OPTIMISER_KEYS)
-        train |= {"momentum"} if any(s.optimizer == "sgd" for s in phases.values()) else set()
-        train |= {"step_epochs", "gamma"} if any(s.schedule == "step" for s in phases.values()) else set()
+        train |= {"momentum"} if any(s.optimizer == "sgd" for s in phases) else set()
+        train |= {"beta2"} if any(s.optimizer in ADAM_OPTIMIZERS for s in phases) else set()
+        train |= {"step_epochs", "gamma"} if any(s.schedule == "step" for s in phases) else set()
+        train |= {"warmup_epochs"} if any(s.schedule in WARMUP_SCHEDULES for s in phases) else set()
+        train |= {"final_lr_fraction"} if any(s.schedule in FINAL_FRACTION_SCHEDULES for s in phases) else set()
         train |= {"smoothness"} if params.loss_config.uses_train_smoothness else set()
     keys += [f"train.{name}" for name in type(params.train).model_fields if name in train]
     if params.train.preset == "published":
         keys += sorted(f"presets.{params.adapter}.{leaf}" for leaf in _leaves(getattr(params.presets, params.adapter)))
+    if recipe:
+        keys += sorted(f"recipes.{params.train.preset}.{leaf}" for leaf in _leaves(params.recipe))
     return keys
 
 
@@ -70,7 +85,7 @@ def _leaves(section) -> list[str]:
 
 def plugin_files(params, *, loss: bool = True) -> list[str]:
     """The project files the chosen adapter's (and ``loss``: loss's) modules run (repository-relative, sorted)."""
-    plugins = [(ADAPTERS, params.adapter)] + ([(LOSSES, params.loss)] if loss else [])
+    plugins = [(ADAPTERS, params.adapter)] + ([(LOSSES, params.loss_name)] if loss else [])
     files: set[str] = set()
     for registry, name in plugins:
         files |= code_closure(module_path(registry.get(name).module))
@@ -80,9 +95,14 @@ def plugin_files(params, *, loss: bool = True) -> list[str]:
 def run_settings(params) -> dict[str, Any]:
     """Everything a training run depends on besides its input artifacts: the values of :func:`run_keys`, the
     train settings in effect per phase (for reading; a function of those values), and the content hash of every
-    file of :func:`plugin_files`."""
+    file of :func:`plugin_files`. Under a recipe the phases show the recipe (its length in epochs depends on the
+    training set, known when the run starts)."""
+    if params.recipe is not None:
+        phases = {phase.name: params.recipe.to_dict() for phase in params.adapter_config.phases()}
+    else:
+        phases = {phase: settings.to_dict() for phase, settings in phase_settings(params).items()}
     return {
         "params": dotted_values(params, run_keys(params)),
-        "phases": {phase: settings.to_dict() for phase, settings in phase_settings(params).items()},
+        "phases": phases,
         "code": {f: sha256_of(REPO / f) for f in plugin_files(params)},
     }

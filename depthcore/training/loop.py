@@ -15,8 +15,8 @@
 4. write the kept checkpoint (safetensors + metadata, :mod:`depthcore.training.checkpoint`), delete the state.
 
 Every random draw comes from the run's seed through :mod:`depthcore.seeding` (streams ``shuffle``, ``flip``,
-``jitter`` at (phase, epoch)), so the run is deterministic on CPU for a given seed, and a run killed after any
-epoch and restarted ends with the same checkpoint bytes as an uninterrupted one.
+``jitter``, and with live features ``crop``, at (phase, epoch)), so the run is deterministic on CPU for a given
+seed, and a run killed after any epoch and restarted ends with the same checkpoint bytes as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from depthcore.data.batch import mirror_batch
+from depthcore.data.batch import BACKBONE_RGB, mirror_batch
 from depthcore.data.samples import EpochItem, TrainingDataset
 from depthcore.device import autocast, default_device
 from depthcore.errors import DepthcoreError
@@ -43,7 +43,9 @@ from depthcore.models.adapters.base import DepthAdapter
 from depthcore.models.predict import predict_crop, to_device, upsample_to
 from depthcore.seeding import torch_generator
 from depthcore.training.checkpoint import save_checkpoint
+from depthcore.training.schedules import Schedule
 
+ADAM_BETA1 = 0.9  # torch's default and every reference's (DINOv3's onecycle schedule then sets it per step)
 SELECTION = "val_loss"  # lower is better; always measured on the val split
 CURVE_COLUMNS = ("phase", "epoch", "lr", "train_loss", SELECTION)
 
@@ -69,6 +71,7 @@ class Job:
     phase: str = ""
     phase_index: int = 0
     num_workers: int = 0
+    features: Any = None  # live features (depthcore.features.live.LiveFeatures) computed per batch; None: cached
 
 
 @dataclass
@@ -84,34 +87,27 @@ class Outputs:
 
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(ADAM_BETA1, cfg.beta2), weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=(ADAM_BETA1, cfg.beta2), weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int):
-    """Per-step LambdaLR: constant, cosine to 0 over all steps, or x gamma every step_epochs."""
-    total = cfg.epochs * steps_per_epoch
-
-    def factor(step: int) -> float:
-        if cfg.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-        if cfg.schedule == "step":
-            return cfg.gamma ** ((step // steps_per_epoch) // cfg.step_epochs)
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def make_schedule(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int) -> Schedule:
+    """Per-step schedule of ``cfg.schedule`` (:mod:`depthcore.training.schedules`: constant, cosine, step, and the
+    references' warmup_cosine, mmcv_cosine, onecycle)."""
+    return Schedule(optimizer, cfg, steps_per_epoch)
 
 
 def jitter_rgb(batch: dict[str, torch.Tensor], strength: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The batch with its ``rgb`` (the adapter's input) scaled by U(1 - strength, 1 + strength) per image and
-    clipped to [0, 1]; the batch the loss reads keeps the original images."""
-    if strength <= 0 or "rgb" not in batch:
+    """The batch with its ``rgb`` (the adapter's input) and ``backbone_rgb`` (live features' input) scaled by
+    U(1 - strength, 1 + strength) per image (the same factor for both) and clipped to [0, 1]; the batch the loss
+    reads keeps the original images."""
+    jittered = [key for key in ("rgb", BACKBONE_RGB) if key in batch]
+    if strength <= 0 or not jittered:
         return batch
-    rgb = batch["rgb"]
-    scale = 1.0 + strength * (2.0 * torch.rand(rgb.shape[0], generator=generator) - 1.0)
-    return batch | {"rgb": (rgb * scale.to(rgb)[:, None, None, None]).clamp(0.0, 1.0)}
+    scale = 1.0 + strength * (2.0 * torch.rand(batch[jittered[0]].shape[0], generator=generator) - 1.0)
+    return batch | {key: (batch[key] * scale.to(batch[key])[:, None, None, None]).clamp(0.0, 1.0) for key in jittered}
 
 
 class EpochOrder(Sampler):
@@ -150,6 +146,8 @@ def training_prediction(job: Job, batch: dict[str, torch.Tensor], jitter: torch.
     predictions (each clamped by the model as published) averaged, the mirror's flipped back; otherwise one
     pass on the batch as loaded (mirrored or not by ``flip: random``)."""
     inputs = jitter_rgb(batch, job.settings.color_jitter, jitter)
+    if job.features is not None:  # live: the frozen backbone on the jittered crop
+        inputs = job.features(inputs, with_flipped=job.settings.flip == "average")
     if job.settings.flip == "average":
         return flip_average(job.model(inputs).float(), job.model(mirror_batch(inputs)).float())
     return job.model(inputs).float()
@@ -193,6 +191,8 @@ def validate(job: Job, loader: DataLoader, *, device, amp) -> dict[str, float]:
     terms = []
     for batch in loader:
         batch = to_device(batch, device)
+        if job.features is not None:  # live: the image's and its mirror's features, as the cached val set has
+            batch = job.features(batch, with_flipped=True)
         error = job.loss.validation_error(predict_crop(job.model, batch, amp=amp, size=job.val_set.image_size), batch)
         if not math.isnan(error.item()):
             terms.append((error.item(), len(batch["index"])))
@@ -267,6 +267,7 @@ def train(
         saved = load_state(out.state, resume_key)
         if saved is not None:
             parts = {"state_dict": model, "optimizer": optimizer, "schedule": schedule, "scaler": scaler}
+            parts |= {"loss": job.loss} if "loss" in saved else {}  # a loss's own counters (SigLoss's warm-up)
             for name, part in parts.items():
                 part.load_state_dict(saved[name])
             history, best, start = saved["history"], saved["best"], int(saved["epoch"])
@@ -291,7 +292,9 @@ def train(
                 }
             shown = "".join(f", {k} {v:.4f}" for k, v in val.items())
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}{shown} (kept {best['epoch']})")
-            writer.submit(out.state, state_of(resume_key, epoch + 1, model, optimizer, schedule, scaler, history, best))
+            writer.submit(
+                out.state, state_of(resume_key, epoch + 1, model, optimizer, schedule, scaler, history, best, job.loss)
+            )
             if out.curves is not None:
                 write_csv_atomic(out.curves, out.earlier + history, list(CURVE_COLUMNS))
             if on_epoch_end is not None:
@@ -310,7 +313,7 @@ def train(
         return summary | {"history": history}
 
 
-def state_of(resume_key, epoch, model, optimizer, schedule, scaler, history, best) -> dict[str, Any]:
+def state_of(resume_key, epoch, model, optimizer, schedule, scaler, history, best, loss=None) -> dict[str, Any]:
     """Everything a resumed run needs after ``epoch``: weights, optimiser, schedule and scaler states, the curves
     so far and the kept epoch; tensors as CPU copies (training may go on while it is written). ``best`` is not
     copied again: its weights are already a CPU copy, and the loop replaces the dict rather than editing it."""
@@ -321,6 +324,7 @@ def state_of(resume_key, epoch, model, optimizer, schedule, scaler, history, bes
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "scaler": scaler.state_dict(),
+        "loss": loss.state_dict() if loss is not None else {},
         "history": history,
     }
     return _cpu_copy(live) | {"best": best}

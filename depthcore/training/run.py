@@ -16,11 +16,12 @@ from typing import Any
 
 from depthcore.artifacts import load_head, load_shallow
 from depthcore.config.paths import Paths
-from depthcore.data.batch import store_paths
+from depthcore.data.batch import loader_keys, store_paths
 from depthcore.data.samples import TrainingDataset
 from depthcore.data.splits import read_split, split_indices
 from depthcore.data.store import Store
 from depthcore.device import loader_workers
+from depthcore.features.live import LiveFeatures
 from depthcore.io import write_json_atomic
 from depthcore.losses.registry import build_loss
 from depthcore.models.adapters.base import AdapterContext, DepthAdapter, Phase
@@ -28,7 +29,8 @@ from depthcore.models.adapters.registry import build_adapter
 from depthcore.seeding import seed_global
 from depthcore.training.checkpoint import CheckpointError, feature_identity, input_identity, load_checkpoint
 from depthcore.training.loop import Job, Outputs, train
-from depthcore.training.settings import loss_smoothness, training_settings
+from depthcore.training.recipes import recipe_record
+from depthcore.training.settings import is_live, loss_smoothness, training_settings
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Run:
     train_set: TrainingDataset
     val_set: TrainingDataset
     meta: dict[str, Any]
+    features: LiveFeatures | None = None  # params features: live (the backbone run per batch); None: cached
 
 
 def adapter_context(params, paths: Paths, features: dict[str, Any]) -> AdapterContext:
@@ -57,12 +60,13 @@ def adapter_context(params, paths: Paths, features: dict[str, Any]) -> AdapterCo
 def build_run(params, paths: Paths) -> Run:
     """The context, loss and splits of the run ``params`` describes."""
     cfg = params.adapter_config
-    features = Store(paths.features).attrs if cfg.cached_layers() else {}
+    live = LiveFeatures.from_weights(paths.backbone_weights, cfg.batch_keys()) if is_live(params) else None
+    features = live.attrs if live else Store(paths.features).attrs if cfg.cached_layers() else {}
     context = adapter_context(params, paths, features)
-    loss = build_loss(params.loss, cfg=params.loss_config, smoothness=loss_smoothness(params))
+    loss = build_loss(params.loss_name, cfg=params.loss_config, smoothness=loss_smoothness(params))
     dataset = Store(paths.dataset, required=("rgb", "depth"))
     codes = read_split(paths.split, dataset.shape("rgb")[0])
-    keys = cfg.batch_keys() + loss.fields
+    keys = loader_keys(cfg.batch_keys() + loss.fields, live=live is not None)
     flip = params.train.flip
     stores = store_paths(paths)
     train_set = TrainingDataset(
@@ -72,17 +76,19 @@ def build_run(params, paths: Paths) -> Run:
         flip="random" if flip == "random" else "none",
         seed=params.seed,
         with_flipped=flip == "average",  # both views: the mirror pass reads the mirrored image's features
+        random_crop=live is not None,  # the references' random 416 x 544 crop, which cached features cannot have
     )
     val_set = TrainingDataset(stores=stores, indices=split_indices(codes, "val"), keys=keys, with_flipped=True)
     meta = {
         "adapter": params.adapter,
         "adapter_config": cfg.to_dict(),
-        "loss": params.loss,
+        "loss": params.loss_name,
         "context": context.describe(),
         "features": feature_identity(features, cfg.cached_layers()),
+        "feature_route": "live" if live else "cached",
         "inputs": input_identity(stores, cfg.batch_keys()),
     }
-    return Run(context, loss, train_set, val_set, meta)
+    return Run(context, loss, train_set, val_set, meta, live)
 
 
 def build_phase_model(params, run: Run, index: int, phase: Phase) -> DepthAdapter:
@@ -98,7 +104,7 @@ def train_model(params, paths: Paths, *, resume_key: str | None, progress: bool 
     run = build_run(params, paths)
     phases = params.adapter_config.phases()
     print(
-        f"training {params.adapter} with {params.loss} on {len(run.train_set)} images, validating on "
+        f"training {params.adapter} with {params.loss_name} on {len(run.train_set)} images, validating on "
         f"{len(run.val_set)}; phases: {[p.name or 'whole model' for p in phases]}"
     )
     previous: DepthAdapter | None = None
@@ -111,17 +117,21 @@ def train_model(params, paths: Paths, *, resume_key: str | None, progress: bool 
         print(f"phase {phase.name or 'whole model'}: {n_params} trainable parameters")
         checkpoint = paths.model if last else paths.phase_model(phase.name)
         key = None if resume_key is None else f"{resume_key}:{phase.name}"
+        settings = training_settings(params, phase.name, train_images=len(run.train_set))
+        length = recipe_record(params, settings, train_images=len(run.train_set))
+        print(f"phase {phase.name or 'whole model'}: {settings.epochs} epochs x {length['steps_per_epoch']} steps")
         job = Job(
             model=model,
             loss=run.loss,
             train_set=run.train_set,
             val_set=run.val_set,
-            settings=training_settings(params, phase.name),
+            settings=settings,
             seed=params.seed,
-            meta=run.meta if last else run.meta | {"resume_key": key},  # how a rerun knows a finished phase
+            meta=run.meta | {"length": length} | ({} if last else {"resume_key": key}),  # resume_key: a finished phase
             phase=phase.name,
             phase_index=index,
             num_workers=loader_workers(params.runtime.num_workers),
+            features=run.features,
         )
         if last or not _finished(checkpoint, key):
             out = Outputs(checkpoint, paths.resume_state, paths.train_curves, earlier)
@@ -132,7 +142,7 @@ def train_model(params, paths: Paths, *, resume_key: str | None, progress: bool 
             earlier, previous = meta["history"], model
     for phase in phases[:-1]:
         paths.phase_model(phase.name).unlink(missing_ok=True)
-    metrics = {k: v for k, v in summary.items() if k != "history"}
+    metrics = {k: v for k, v in summary.items() if k != "history"} | length
     write_json_atomic(paths.train_metrics, metrics)
     return metrics
 

@@ -40,24 +40,29 @@ from depthcore.weights.convert import (
     checked_state_dict,
     convert_weights_file,
     fits,
-    state_dict_of,
+    state_dict_of,  # noqa: F401  (re-exported: tests read it from here)
 )
 from depthcore.weights.fetch_clip import fetch_clip_weights
+from depthcore.weights.load import OPTIONS, load_backbone, manifest_backbone  # noqa: F401  (re-exported)
 from depthcore.weights.manifest import (
     MANIFEST,
     WeightsError,
-    read_manifest,
-    weights_file,
     write_weights_dir,
 )
 
 INDEX = "index.json"  # of the downloads folder: release key -> the kept file and its manifest entries
 HF_SHA_HEADER = "X-Linked-Etag"  # Hugging Face's header with the SHA-256 of a file stored with Git LFS
+SIDE_FILES = "side_files"  # manifest: SHA-256 of each file placed by hand the backbone reads besides its weights
+
+
+COMMON_SETTINGS = frozenset({"pretrained", "init_seed", "layers"})
 
 
 def selected_settings(params) -> dict[str, Any]:
     """What ``backbone.json`` holds: the selected backbone's name and settings (for clip_rn50 the clip section's
-    model, pretrained, init_seed and cache_layers) and the content hashes of its module's code."""
+    model, pretrained, init_seed and cache_layers; a zoo backbone's own further settings, e.g. DINOv3's
+    ``final_norm``, under ``options``, which the weights manifest passes on to :func:`load_backbone`) and the content
+    hashes of its module's code."""
     name = params.backbone
     if name == PAPER_BACKBONE:
         clip = params.clip
@@ -66,6 +71,9 @@ def selected_settings(params) -> dict[str, Any]:
     else:
         cfg = getattr(params.backbones, name)
         settings = {"model": name, "pretrained": cfg.pretrained, "init_seed": cfg.init_seed, "layers": list(cfg.layers)}
+        options = cfg.model_dump(mode="json", exclude=set(COMMON_SETTINGS))
+        if options:
+            settings[OPTIONS] = options
     return {"backbone": name} | settings | {"code": code_hashes(BACKBONES.get(name).module)}
 
 
@@ -115,7 +123,13 @@ def fetch_backbone_weights(
     manifest_path = _with_downloads(
         downloads, key, out_dir, remote, write, fits=lambda path: fits(name, choice.model, path)
     )
-    manifest = read_json(manifest_path) | {"backbone": name}
+    manifest = {k: v for k, v in read_json(manifest_path).items() if k not in (OPTIONS, SIDE_FILES)}
+    manifest["backbone"] = name
+    if selected.get(OPTIONS):
+        manifest[OPTIONS] = selected[OPTIONS]
+    side = backbone_spec(name).side_files
+    if side:  # files placed by hand it reads (SigLIP 2's tokenizer): their SHA-256, None while absent
+        manifest[SIDE_FILES] = {f: sha256_of(Path(f)) if Path(f).is_file() else None for f in side}
     write_json_atomic(manifest_path, manifest)
     return manifest_path
 
@@ -217,27 +231,6 @@ def announced_sha256(url: str, *, timeout_s: float = 30.0) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ loading
-def manifest_backbone(manifest: dict[str, Any]) -> str:
-    """The backbone a weights manifest is for (folders written before the zoo: the paper's)."""
-    return manifest.get("backbone", PAPER_BACKBONE)
-
-
-def load_backbone(weights_dir: Path | str):
-    """The frozen backbone that the fetch_backbone folder ``weights_dir`` describes, on the CPU: for clip_rn50 the
-    :class:`~depthcore.models.backbones.clip.ClipBackbone` (as before the zoo), otherwise the zoo's
-    :class:`~depthcore.models.backbones.zoo.base.FrozenBackbone`."""
-    manifest = read_manifest(weights_dir, stage="fetch_backbone")
-    name = manifest_backbone(manifest)
-    if name == PAPER_BACKBONE:
-        from depthcore.weights.clip import load_clip_backbone
-
-        return load_clip_backbone(weights_dir)
-    path = weights_file(weights_dir, manifest, stage="fetch_backbone")
-    state = None if path is None else state_dict_of(name, path)
-    cfg = SimpleNamespace(init_seed=manifest.get("init_seed", 0), pretrained=manifest["pretrained"])
-    return BACKBONES.get(name).build(cfg=cfg, state_dict=state)
-
-
 def describe(selected: dict[str, Any]) -> str:
     """One line naming the selected backbone and its weights (for the stages' logs)."""
     return json.dumps({k: v for k, v in selected.items() if k != "code"})

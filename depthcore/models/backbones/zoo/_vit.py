@@ -2,7 +2,8 @@
 ViT backbone with a class token that the DINOv2 variants (``dinov2.py``) configure.
 
 Block layers are 1-indexed: ``block<k>`` is the token sequence after the k-th residual block (before any final
-norm), its patch tokens returned as a B x C x h x w map (row-major over the patch grid).
+norm, or with the model's final LayerNorm applied where the backbone is built with ``final_norm``), its patch
+tokens returned as a B x C x h x w map (row-major over the patch grid).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def resized_to_patches(size: tuple[int, int], patch: int) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------------------ timm ViTs (DINOv2)
 INFORMATIVE_LAYER_SCALE = 0.25  # LayerScale gamma under the informative random init (timm's own init: 1e-5)
+LAYER_SCALE_NAMES = (".gamma", ".gamma_1", ".gamma_2")  # timm's LayerScale parameters (ViT: ls1.gamma; Eva: gamma_1)
 
 
 def hf_timm_release(model: str, *, citation: str) -> WeightsRelease:
@@ -75,8 +77,10 @@ def hf_timm_release(model: str, *, citation: str) -> WeightsRelease:
 
 
 class TimmViTBackbone(FrozenBackbone):
-    """A frozen timm VisionTransformer with a class token: ``block1``..``block<depth>`` patch-token maps
-    (B x C x h x w, no final LayerNorm, as DINOv2's depth heads read them) and ``{layer}_cls`` (B x C).
+    """A frozen timm VisionTransformer (or Eva: DINOv3) with a class token: ``block1``..``block<depth>``
+    patch-token maps (B x C x h x w) and ``{layer}_cls`` (B x C), register tokens dropped. ``final_norm`` False:
+    the blocks' outputs as they are, as DINOv2's depth heads read them; True: with the model's final LayerNorm
+    applied to every token (class token included), as DINOv3's depth heads read them.
 
     Geometry: the 416 x 544 crop is resized bilinearly (align_corners False, no antialiasing: it is enlarged) to
     the next multiples of the patch (420 x 546 for patch 14: a 30 x 39 grid), then normalised with ImageNet
@@ -86,10 +90,11 @@ class TimmViTBackbone(FrozenBackbone):
 
     class_token = True
 
-    def __init__(self, model: nn.Module, *, name: str):  # model: the timm VisionTransformer, kept as ``vit``
+    def __init__(self, model: nn.Module, *, name: str, final_norm: bool = False):  # model: kept as ``vit``
         super().__init__()
         self.name = name
         self.vit = model
+        self.final_norm = bool(final_norm)
         self.patch = int(model.patch_embed.patch_size[0])
         self.input_size = resized_to_patches(CROP_SIZE, self.patch)
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
@@ -112,29 +117,20 @@ class TimmViTBackbone(FrozenBackbone):
         """B x 3 x H x W (multiples of the patch) -> {block<k>: B x C x H/p x W/p, block<k>_cls: B x C}."""
         self.check_layers(layers)
         self.check_input(x, self.patch)
-        indices = sorted(block_index(name) for name in layers)
-        maps = self.vit.forward_intermediates(
-            x.to(self.vit.patch_embed.proj.weight.dtype),
-            indices=indices,
-            return_prefix_tokens=True,
-            norm=False,
-            stop_early=True,
-            output_fmt="NCHW",
-            intermediates_only=True,
-        )
-        out: dict[str, torch.Tensor] = {}
-        for index, (patch_map, prefix) in zip(indices, maps, strict=True):
-            name = f"{BLOCK_PREFIX}{index + 1}"
-            out[name] = patch_map
-            out[name + CLS_SUFFIX] = prefix[:, 0]
-        return {key: out[key] for name in layers for key in (name, name + CLS_SUFFIX)}
+        return timm_block_maps(self.vit, x.to(self.vit.patch_embed.proj.weight.dtype), layers, norm=self.final_norm)
 
 
 def build_timm_vit(
-    *, model: str, name: str, cfg: BackboneSettings, state_dict: dict[str, torch.Tensor] | None
+    *,
+    model: str,
+    name: str,
+    cfg: BackboneSettings,
+    state_dict: dict[str, torch.Tensor] | None,
+    final_norm: bool = False,
 ) -> TimmViTBackbone:
     """The timm ``model`` (random init, dynamic image size) as a frozen backbone: ``state_dict`` None gives seeded
-    informative random weights (:func:`informative_timm_init`), else it is loaded strictly."""
+    informative random weights (:func:`informative_timm_init`), else it is loaded strictly; ``final_norm``: see
+    :class:`TimmViTBackbone`."""
     import timm
 
     def create(device: str) -> nn.Module:
@@ -142,7 +138,7 @@ def build_timm_vit(
             return timm.create_model(model, pretrained=False, dynamic_img_size=True)
 
     vit = instantiate(create, backbone=name, init_seed=cfg.init_seed, state_dict=state_dict, init=informative_timm_init)
-    return TimmViTBackbone(vit, name=name)
+    return TimmViTBackbone(vit, name=name, final_norm=final_norm)
 
 
 def informative_timm_init(vit: nn.Module) -> None:
@@ -156,7 +152,7 @@ def informative_timm_init(vit: nn.Module) -> None:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
     for param_name, param in vit.named_parameters():
-        if param_name.endswith(".gamma"):
+        if param_name.endswith(LAYER_SCALE_NAMES):
             nn.init.constant_(param, INFORMATIVE_LAYER_SCALE)
 
 
@@ -164,3 +160,24 @@ def timm_state_dict(state) -> dict[str, torch.Tensor]:
     """The state dict of a loaded timm weights file (timm's Hugging Face model.safetensors: timm's own key
     names, nothing to convert)."""
     return unwrap_state_dict(state)
+
+
+def timm_block_maps(vit: nn.Module, x: torch.Tensor, layers: tuple[str, ...], *, norm: bool) -> dict[str, torch.Tensor]:
+    """timm's ``forward_intermediates`` of the blocks ``layers`` (block1..blockN) as maps: {block<k>: B x C x h x w,
+    block<k>_cls: B x C (the first prefix token)}, in the order of ``layers``; ``norm``: after the final norm."""
+    indices = sorted(block_index(name) for name in layers)
+    maps = vit.forward_intermediates(
+        x,
+        indices=indices,
+        return_prefix_tokens=True,
+        norm=norm,
+        stop_early=True,
+        output_fmt="NCHW",
+        intermediates_only=True,
+    )
+    out: dict[str, torch.Tensor] = {}
+    for index, (patch_map, prefix) in zip(indices, maps, strict=True):
+        name = f"{BLOCK_PREFIX}{index + 1}"
+        out[name] = patch_map
+        out[name + CLS_SUFFIX] = prefix[:, 0]
+    return {key: out[key] for name in layers for key in (name, name + CLS_SUFFIX)}

@@ -120,14 +120,17 @@ class BackboneSpec:
     """What the zoo knows of a registered backbone without building it, registered with its builder: ``model``
     (the library's model name: open_clip's, timm's or SAM's registry key), its ``facts``, its official weights
     ``releases``, ``convert_state_dict`` (the tensors of any accepted weights file -> the state dict its builder
-    takes; idempotent: converting a converted state dict changes nothing) and ``accepted``: the published files it
-    reads, one line each (for messages and the docs)."""
+    takes; idempotent: converting a converted state dict changes nothing), ``accepted``: the published files it
+    reads, one line each (for messages and the docs), and ``side_files``: files placed by hand that it reads
+    besides its weights (SigLIP 2's tokenizer), whose SHA-256 the fetch stage records in the weights manifest so
+    that replacing one re-runs what the backbone computed."""
 
     model: str
     facts: BackboneFacts
     releases: tuple[WeightsRelease, ...]
     convert_state_dict: Callable[[object], dict[str, torch.Tensor]]
     accepted: tuple[str, ...]
+    side_files: tuple[str, ...] = ()  # files placed by hand it reads besides its weights (repository-relative)
 
 
 def find_release(releases: tuple[WeightsRelease, ...], tag: str, *, backbone: str) -> WeightsRelease:
