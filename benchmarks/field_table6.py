@@ -7,8 +7,8 @@ full frame with flip test-time augmentation. Nothing is cached, so every trainin
 be downloaded here) and per probe recipe, this script gives:
 
 1. FLOPs (``torch.utils.flop_counter`` on the meta device / FakeTensorMode: matmuls, convolutions, attention) of
-   the backbone's forward on one training crop and on one full test frame (the frame padded to the patch grid for
-   ViTs; backbones with a fixed input, SAM's 1024 x 1024, at that input), and of the probe's forward and
+   the backbone's forward on one training crop and on one full test frame (``eval.frame: full``: the frame through
+   the backbone's own preprocessing, e.g. 490 x 644 for DINOv2, SAM's 1024 x 1024), and of the probe's forward and
    forward + backward on the crop's features;
 2. measured throughput on ``--device`` (this CPU, or a GPU with ``--device cuda`` under float16 autocast): the
    backbone's no-grad forward per image, and a whole live training step (backbone forward without gradient, probe
@@ -119,22 +119,10 @@ def recipe_layers(recipe: Recipe, backbone, configured: tuple[str, ...]) -> tupl
 
 
 def full_frame_input(backbone) -> tuple[int, int]:
-    """The network input of a whole 480 x 640 test frame: padded up to the patch grid for ViTs (DINOv2's eval pads
-    to a multiple of the patch), the canonical input for backbones whose input size is fixed (SAM's 1024 x 1024)."""
-    crop = crop_shape(DEPTHCLIP_CROP)
-    if tuple(backbone.input_size) not in {crop, tuple(_ceil_to(side, _patch(backbone)) for side in crop)}:
-        return tuple(backbone.input_size)  # a fixed input (resized, not cropped): a frame costs what a crop does
-    patch = _patch(backbone)
-    return (_ceil_to(NYU_HEIGHT, patch), _ceil_to(NYU_WIDTH, patch))
-
-
-def _patch(backbone) -> int:
-    """The ViT's patch size; a ResNet's coarsest stride (32)."""
-    return getattr(backbone, "patch", 32)
-
-
-def _ceil_to(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
+    """The network input of a whole 480 x 640 test frame, by the backbone's own preprocessing (what ``eval.frame:
+    full`` feeds it: the frame as it is for patch 16 and CLIP RN50, 490 x 644 for DINOv2, SAM's 1024 x 1024)."""
+    with torch.no_grad():
+        return tuple(backbone.preprocess(torch.zeros(1, 3, NYU_HEIGHT, NYU_WIDTH)).shape[-2:])
 
 
 def backbone_flops(backbone, layers: tuple[str, ...], size: tuple[int, int]) -> int:

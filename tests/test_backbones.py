@@ -195,8 +195,46 @@ def test_canonical_geometry_on_the_crop(zoo, name):
             assert spec.grid == (math.ceil(783 / 16), 1024 // 16) == (49, 64)
         else:
             assert spec.grid == (x.shape[-2] // spec.stride, x.shape[-1] // spec.stride)
-    with pytest.raises(BackboneError, match="416 x 544"):
-        backbone.preprocess(torch.rand(1, 3, 480, 640))
+    with pytest.raises(BackboneError, match="416 x 544 crop or the B x 3 x 480 x 640 frame"):
+        backbone.preprocess(torch.rand(1, 3, 416, 640))
+
+
+# The network input of the whole 480 x 640 frame (params eval.frame: full), by each backbone's rule for the crop:
+# no resize for multiples of the stride, DINOv2's next multiples of 14, SAM's longest side 1024 padded square.
+FRAME_INPUT = {
+    "clip_rn50": (480, 640),
+    "clip_vitb16": (480, 640),
+    "dinov2_vitb14": (490, 644),
+    "dinov2_vits14": (490, 644),
+    "sam_vitb": (1024, 1024),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_frame_is_preprocessed_by_the_crops_rule(zoo, name):
+    frame = torch.rand(1, 3, NYU_HEIGHT, NYU_WIDTH, generator=torch.Generator().manual_seed(0))
+    x = zoo[name].preprocess(frame)
+    assert tuple(x.shape[-2:]) == FRAME_INPUT[name]
+    if name.startswith("dinov2"):
+        resized = F.interpolate(frame, size=(490, 644), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(x, zoo[name].normalise(resized))
+
+
+def test_sam_keeps_the_token_rows_that_cover_the_frame(zoo):
+    """The frame at longest side 1024 is 768 rows (SAM's own ResizeLongestSide), padded to 1024: 48 of the 49 rows
+    forward_features keeps for the crop cover it; image_maps cuts the 49th (class-token-free maps only)."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    sam = zoo["sam_vitb"]
+    assert ResizeLongestSide.get_preprocess_shape(NYU_HEIGHT, NYU_WIDTH, 1024) == (768, 1024)
+    frame = torch.rand(1, 3, NYU_HEIGHT, NYU_WIDTH)
+    x = sam.preprocess(frame)
+    assert torch.equal(x[..., 768:, :], torch.zeros(1, 3, 1024 - 768, 1024)) and x[..., 767, :].abs().sum() > 0
+    feats = {"block1": torch.rand(1, 768, 49, 64), "neck": torch.rand(1, 256, 49, 64)}
+    kept = sam.image_maps(feats, (NYU_HEIGHT, NYU_WIDTH))
+    assert {k: tuple(v.shape) for k, v in kept.items()} == {"block1": (1, 768, 48, 64), "neck": (1, 256, 48, 64)}
+    assert torch.equal(kept["neck"], feats["neck"][:, :, :48])
+    assert sam.image_maps(feats, CROP_SIZE)["block1"].shape[2] == 49  # the crop: what forward_features keeps
 
 
 def test_dinov2_runs_at_the_canonical_size(zoo):
@@ -517,3 +555,17 @@ def test_clip_vitb16_resizes_the_positional_embedding_bicubically(zoo):
     )
     expected = torch.cat([table[:1], grid.flatten(2)[0].T])
     torch.testing.assert_close(backbone.positional_embedding((26, 34)), expected, rtol=0, atol=0)
+
+
+def test_live_features_of_the_frame_are_sams_covering_rows(zoo):
+    """Full-frame evaluation's route (LiveFeatures on the 480 x 640 frame): SAM's maps are the 48 rows of the
+    padded 1024 x 1024 input that cover the frame, the forward_features rows themselves (no resampling)."""
+    from depthcore.data.batch import BACKBONE_FLIP, BACKBONE_RGB
+    from depthcore.features.live import LiveFeatures
+
+    sam, frame = zoo["sam_vitb"], torch.rand(1, 3, NYU_HEIGHT, NYU_WIDTH, generator=torch.Generator().manual_seed(2))
+    out = LiveFeatures(sam, ("clip_block1",))({BACKBONE_RGB: frame, BACKBONE_FLIP: torch.tensor([False])})
+    assert out["clip_block1"].shape == (1, 768, 48, 64)
+    with torch.no_grad():
+        full = sam.forward_features(sam.preprocess(frame), ("block1",))["block1"]
+    assert full.shape[2] == 49 and torch.equal(out["clip_block1"], full[:, :, :48].to(torch.float16))

@@ -141,16 +141,18 @@ def test_tiny_shapes_frozen_and_refusals(zoo, name):
 
 def test_preprocess_normalises_the_crop_without_resizing(zoo):
     """DINOv3: ImageNet statistics; C-RADIOv3: RADIO's input conditioner (OpenAI CLIP's), both as timm records them
-    for the model; the crop is not resized."""
+    for the model; neither the crop nor the frame is resized."""
     crop = torch.rand(1, 3, *CROP_SIZE, generator=torch.Generator().manual_seed(0))
     for name, mean in (("dinov3_vits16", IMAGENET_MEAN), ("cradiov3_vitb16", cradiov3.CLIP_MEAN)):
         cfg = timm.models.get_pretrained_cfg(TIMM_MODEL[name])
         assert tuple(cfg.mean) == tuple(mean) == zoo[name].mean and tuple(cfg.std) == zoo[name].std
         m, s = torch.tensor(cfg.mean)[:, None, None], torch.tensor(cfg.std)[:, None, None]
         torch.testing.assert_close(zoo[name].preprocess(crop), (crop - m) / s, rtol=0, atol=1e-6)
+        frame = torch.rand(1, 3, 480, 640, generator=torch.Generator().manual_seed(1))  # full-frame evaluation
+        torch.testing.assert_close(zoo[name].preprocess(frame), (frame - m) / s, rtol=0, atol=1e-6)
     assert IMAGENET_STD == tuple(timm.models.get_pretrained_cfg(TIMM_MODEL["dinov3_vits16"]).std)
-    with pytest.raises(BackboneError, match="416 x 544"):
-        zoo["cradiov3_vitb16"].preprocess(torch.rand(1, 3, 480, 640))
+    with pytest.raises(BackboneError, match="416 x 544 crop or the B x 3 x 480 x 640 frame"):
+        zoo["cradiov3_vitb16"].preprocess(torch.rand(1, 3, 400, 640))
 
 
 # ------------------------------------------------------------------------------------------ random init

@@ -143,8 +143,9 @@ def test_contract_shapes_and_canonical_grid(zoo, name):
         assert feats[layer].shape == (2, spec.channels, TINY[0] // 16, TINY[1] // 16)
     with pytest.raises(BackboneError, match="multiples of 16"):
         backbone.forward_features(torch.zeros(1, 3, 33, 48), ("block1",))
-    with pytest.raises(BackboneError, match="416 x 544"):
-        backbone.preprocess(torch.rand(1, 3, 480, 640))
+    with pytest.raises(BackboneError, match="416 x 544 crop or the B x 3 x 480 x 640 frame"):
+        backbone.preprocess(torch.rand(1, 3, 480, 600))
+    assert backbone.preprocess(torch.rand(1, 3, 480, 640)).shape[-2:] == (480, 640)  # the frame: 30 x 40 patches
     assert not any(p.requires_grad for p in backbone.parameters()) and not backbone.train().training
 
 

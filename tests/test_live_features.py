@@ -3,6 +3,7 @@ random crop of every per-pixel input, and what training and evaluation depend on
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from types import SimpleNamespace
 
@@ -15,15 +16,18 @@ from torch.utils.data import default_collate
 from depthcore.config.paths import Paths
 from depthcore.data.batch import BACKBONE_FLIP, BACKBONE_RGB, loader_keys, store_paths
 from depthcore.data.samples import TrainingDataset
+from depthcore.data.splits import split_indices
 from depthcore.data.store import Store
+from depthcore.errors import ConfigError
 from depthcore.evaluation.evaluate import evaluate_checkpoint
+from depthcore.evaluation.metrics import eigen_crop_mask
 from depthcore.features import live as live_module
 from depthcore.features.backbone import cached_layers, extract_features, features_attrs
 from depthcore.features.live import LiveFeatures
-from depthcore.geometry.frame import NYU_HEIGHT, NYU_WIDTH
+from depthcore.geometry.frame import NYU_HEIGHT, NYU_WIDTH, normalise_imagenet
 from depthcore.models.backbones.zoo.registry import BACKBONES
 from depthcore.seeding import numpy_generator
-from depthcore.training.checkpoint import CheckpointError, load_checkpoint
+from depthcore.training.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint
 from depthcore.training.inputs import needed_inputs, run_keys
 from depthcore.training.loop import jitter_rgb
 from depthcore.training.run import train_model
@@ -210,3 +214,59 @@ def test_with_live_features_the_features_stage_caches_only_the_zero_shot_layer(v
     empty = extract_features(cached["dataset"], tmp_path / "none.zarr", backbone=vit, weights=WEIGHTS, layers=(),
                              key=None, progress=False)  # fmt: skip
     assert Store(empty).attrs["n_images"] == len(IMAGES) and Store(empty).attrs["layers"] == {}
+
+
+def test_full_frame_evaluation_predicts_the_whole_frame_as_computed_by_hand(pipeline, tmp_path, monkeypatch):
+    """eval.frame full: a probe trained on 416 x 544 crops predicts the whole 480 x 640 frame. The store holds what
+    the route gives by hand (the frame's backbone features rounded to float16, the probe built at 480 x 640, its
+    prediction averaged with the mirror image's flipped back), every pixel of the frame is predicted and the whole
+    Eigen crop is scored, where the crop route leaves the rows above 56 empty and scores their intersection.
+    (The backbone file is swapped for the tiny RN50 of the same manifest.)"""
+    backbone = tiny_backbone()
+    monkeypatch.setattr(live_module, "load_backbone", lambda folder: backbone)
+    frame_params = make_params(PROBE | {"features": "live", "eval.frame": "full"})
+    frame = own_outputs(pipeline, tmp_path, "frame")
+    train_model(frame_params, frame, resume_key=None, progress=False)
+    evaluate_checkpoint(frame_params, frame, device="cpu", progress=False)
+    crop = dataclasses.replace(own_outputs(pipeline, tmp_path, "crop"), model=frame.model)
+    evaluate_checkpoint(make_params(PROBE | {"features": "live"}), crop, device="cpu", progress=False)
+
+    dataset = Store(pipeline.dataset)
+    test = split_indices(dataset.read("split"), "test")
+    meta, state = load_checkpoint(frame.model)
+    model = build_from_checkpoint(meta, state, image_size=(NYU_HEIGHT, NYU_WIDTH)).eval()
+    rgb = torch.from_numpy(dataset.read("rgb", test)).permute(0, 3, 1, 2).float() / 255.0
+
+    def probe(x: torch.Tensor) -> torch.Tensor:
+        feats = backbone.forward_features(normalise_imagenet(x), ("layer4",))["layer4"]
+        return model({"clip_layer4": feats.float().to(torch.float16)})
+
+    with torch.no_grad():
+        expected = (0.5 * (probe(rgb) + probe(rgb.flip(-1)).flip(-1)))[:, 0].numpy()
+    predicted = Store(frame.predictions)
+    assert predicted.attrs["crop"] == [0, NYU_HEIGHT, 0, NYU_WIDTH]
+    depth = predicted.read("depth")[test]
+    np.testing.assert_allclose(depth, expected, rtol=0, atol=1e-5)
+    assert (depth > 0).all()
+    on_crop = Store(crop.predictions).read("depth")[test]
+    assert (on_crop[:, :56] == 0).all() and (on_crop[:, 56:472, 60:604] > 0).all()
+    gt, eigen = dataset.read("depth_eval", test), eigen_crop_mask(NYU_HEIGHT, NYU_WIDTH)
+    for out, pred in ((frame, depth), (crop, on_crop)):  # abs_rel over the Eigen crop where predicted, by hand
+        scored = [(g > 1e-3) & (g < 10) & eigen & (p > 1e-3) for g, p in zip(gt, pred, strict=True)]
+        by_hand = [np.mean(np.abs(p[m] - g[m]) / g[m]) for g, p, m in zip(gt, pred, scored, strict=True)]
+        rows = list(csv.DictReader(open(out.eval_per_image)))
+        np.testing.assert_allclose([float(row["abs_rel"]) for row in rows], by_hand, rtol=1e-5)
+        if out is frame:
+            assert all((m == ((g > 1e-3) & (g < 10) & eigen)).all() for g, m in zip(gt, scored, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"features": "live"}, "adapter 'clip_adapter' predicts the crop it was built for only"),
+        (PROBE, "'features' is 'cached': the cached features are of the 416 x 544 crop"),
+    ],
+)
+def test_full_frame_evaluation_needs_a_probe_on_live_features(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_params({"adapter": "clip_adapter"} | overrides | {"eval.frame": "full"})

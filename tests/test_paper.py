@@ -200,15 +200,16 @@ FIELD_ROWS = (
 )
 
 
-def test_field_rows_train_on_the_field_source_with_live_features_and_get_the_data_variants(tmp_path):
+def test_field_rows_train_on_the_field_source_with_live_features_score_the_frame_and_get_the_data_variants(tmp_path):
     rows_file = tmp_path / "rows.yaml"
     rows_file.write_text(FIELD_ROWS)
     rows = load_rows(rows_file)
     base = load_params(REPO / "params.yaml")  # data.source nyuv2, paper.field_source: the raw frames
     field = row_params(base, "f6", rows["f6"])
     assert (field.data.source, field.features) == (base.paper.field_source, "live") != (base.data.source, "live")
+    assert (field.eval.frame, base.eval.frame) == ("full", "crop")  # scored on the whole frame, as the references
     paper = row_params(base, "p6", rows["p6"])
-    assert (paper.data.source, paper.features) == (base.data.source, base.features)
+    assert (paper.data.source, paper.features, paper.eval.frame) == (base.data.source, base.features, "crop")
     ids = variant_ids(field, base)
     assert {"fetch_data", "prepare", "split"} <= set(ids) and "fetch_data" not in variant_ids(paper, base)
     offline = validate_params(with_overrides(default_raw(), OFFLINE))  # offline: the rendered rooms, no data variant

@@ -37,6 +37,7 @@ Count = Annotated[int, Field(ge=1)]
 QUICKGELU_SUFFIX = "-quickgelu"  # open_clip's model names with OpenAI's activation (x * sigmoid(1.702 x))
 Layer = Literal["stem", "layer1", "layer2", "layer3", "layer4"]
 FeatureRoute = Literal["cached", "live"]  # params ``features``: docs/pipeline.md "Live features"
+EvalFrame = Literal["crop", "full"]  # params ``eval.frame``: depthcore.geometry.frame.EVAL_FRAMES
 assert typing.get_args(Layer) == CLIP_LAYERS
 
 
@@ -88,12 +89,15 @@ class DataSection(Section):
 
 
 class EvalSection(Section):
-    """``eval``: depth range in metres (the Eigen crop is fixed, depthcore.geometry.frame)."""
+    """``eval``: depth range in metres (the Eigen crop is fixed, depthcore.geometry.frame); ``frame``: what the
+    evaluate stage predicts, ``crop`` the DepthCLIP crop (the paper's; pixels of the Eigen crop outside it do
+    not count) or ``full`` the whole 480 x 640 frame (the references'; probes on live features only)."""
 
     min_depth: Positive
     max_depth: Positive
     median_scaling: bool
     figure_images: Annotated[int, Field(ge=0)]
+    frame: EvalFrame
 
 
 # ------------------------------------------------------------------------------------------- models
@@ -471,8 +475,28 @@ def cross_section_errors(p: Params) -> list[str]:
             f"params 'segments.method' is 'gt' but data.source 'nyuv2_raw' has no object ids for its training frames "
             f"(raw frames are unlabelled), which adapter {p.adapter!r} reads: use segments.method sam or felzenszwalb"
         )
+    if p.eval.frame == "full":
+        errors += full_frame_errors(p)
     if p.data.source == "synthetic":
         errors += synthetic_split_errors(p.data)
+    return errors
+
+
+def full_frame_errors(p: Params) -> list[str]:
+    """``eval.frame: full`` needs an adapter that predicts at any size (the probes) and live features (the cached
+    ones are of the crop)."""
+    errors = []
+    if not p.adapter_config.any_size:
+        sized = [a for a in ADAPTERS.names() if getattr(ADAPTERS.get(a).config, "any_size", False)]
+        errors.append(
+            f"params 'eval.frame' is 'full' but adapter {p.adapter!r} predicts the crop it was built for only (its "
+            f"layers or inputs are of the 416 x 544 crop): set eval.frame: crop, or use an adapter of {sized}"
+        )
+    if p.features != "live":
+        errors.append(
+            "params 'eval.frame' is 'full' but 'features' is 'cached': the cached features are of the 416 x 544 crop; "
+            "set features: live (the backbone then runs on the whole frame) or eval.frame: crop"
+        )
     return errors
 
 

@@ -49,6 +49,7 @@ FEATURE_DTYPE = np.float16
 # zstd on byte-shuffled float16 (Blosc): ~15 % smaller than plain zstd on ReLU feature maps.
 FEATURE_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=2)
 N_VIEWS = 2  # the image and its horizontal mirror image
+CROP_SIZE = crop_shape(DEPTHCLIP_CROP)  # (416, 544): the images the features stage feeds the backbone
 BLOCK_PREFIX = "block"  # transformer blocks' layer names (block1 .. blockN), which carry a class token
 CLS_SUFFIX = "_cls"  # the stored class token of a block: <layer>_cls (N, 2, C)
 
@@ -119,18 +120,35 @@ def class_token_layers(backbone, layers: tuple[str, ...]) -> list[str]:
 
 
 def network_input(backbone, crop: torch.Tensor) -> torch.Tensor:
-    """B x 3 x 416 x 544 float32 in [0, 1] (:func:`crop_rgb`) -> the backbone's input: ImageNet statistics for a
-    ClipBackbone (CLIP RN50, DepthCLIP's choice), the zoo backbone's own ``preprocess`` otherwise."""
+    """B x 3 x 416 x 544 float32 in [0, 1] (:func:`crop_rgb`; or the B x 3 x 480 x 640 frame) -> the backbone's
+    input: ImageNet statistics for a ClipBackbone (CLIP RN50, DepthCLIP's choice), the zoo backbone's own
+    ``preprocess`` otherwise."""
     return normalise_imagenet(crop) if isinstance(backbone, ClipBackbone) else backbone.preprocess(crop)
 
 
-def view_features(backbone, images: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Network input B x 3 x H x W (:func:`network_input`) -> layer -> B x 2 x C x h x w float16 on the images'
-    device (view 1: the mirror image, features not flipped back; ``<layer>_cls`` B x 2 x C): each image and its
-    mirror forwarded together, one image at a time, under float16 autocast on CUDA, without gradients. The one
-    computation behind both the features store and live features (:mod:`depthcore.features.live`)."""
+def image_features(backbone, x: torch.Tensor, layers: tuple[str, ...], image_size: tuple[int, int]):
+    """``backbone.forward_features(x, layers)`` for network input ``x`` made from images of ``image_size`` (H, W:
+    the crop or the frame), cut to the cells that cover the images (a zoo backbone's ``image_maps``: SAM's padding
+    rows of the frame)."""
+    feats = backbone.forward_features(x, layers)
+    cover = getattr(backbone, "image_maps", None)
+    return feats if cover is None else cover(feats, tuple(image_size))
+
+
+def view_features(
+    backbone, images: torch.Tensor, layers: tuple[str, ...], image_size: tuple[int, int] = CROP_SIZE
+) -> dict[str, torch.Tensor]:
+    """Network input B x 3 x H x W (:func:`network_input` of images of ``image_size``: the crop, or the frame)
+    -> layer -> B x 2 x C x h x w float16 on the images' device (view 1: the mirror image, features not flipped
+    back; ``<layer>_cls`` B x 2 x C): each image and its mirror forwarded together, one image at a time, under
+    float16 autocast on CUDA, without gradients. The one computation behind both the features store and live
+    features (:mod:`depthcore.features.live`)."""
+
+    def both(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return image_features(backbone, torch.cat([x, x.flip(-1)]), layers, image_size)
+
     with torch.no_grad(), autocast(images.device):  # per image: image 0, mirror 0, image 1, mirror 1, ...
-        feats = per_image(lambda x: backbone.forward_features(torch.cat([x, x.flip(-1)]), layers), images)
+        feats = per_image(both, images)
     return {name: round_features(value.unflatten(0, (len(images), N_VIEWS))) for name, value in feats.items()}
 
 

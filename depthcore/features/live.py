@@ -8,7 +8,9 @@ the batch's device, with the features stage's own arithmetic (:func:`depthcore.f
 network input, the image with its mirror image, float16 autocast on CUDA only, no gradients, eval mode), rounded
 to float16 as the store holds them. So on the fixed DepthCLIP crop the live batch equals the cached one bit for
 bit, and training sees the same inputs by either route; with live features the training crop is random (the
-references' 416 x 544 RandomCrop of the frame) and the colour jitter reaches the backbone's input.
+references' 416 x 544 RandomCrop of the frame) and the colour jitter reaches the backbone's input. Evaluation
+with ``eval.frame: full`` loads the whole 480 x 640 frame as ``backbone_rgb``, which the backbone's
+``preprocess`` takes by the crop's rule (:mod:`depthcore.models.backbones.zoo.base`).
 
 In training (no mirrored view needed) only the view a sample uses is forwarded, the batch at once: half the
 backbone work of a pair and the GPU's batched throughput. Batched kernels may round float32 ~1e-7 differently
@@ -26,7 +28,14 @@ import torch
 
 from depthcore.data.batch import BACKBONE_FLIP, BACKBONE_RGB, CLIP_PREFIX, FLIPPED_SUFFIX, LIVE_KEYS
 from depthcore.device import autocast
-from depthcore.features.backbone import CLS_SUFFIX, features_attrs, network_input, round_features, view_features
+from depthcore.features.backbone import (
+    CLS_SUFFIX,
+    features_attrs,
+    image_features,
+    network_input,
+    round_features,
+    view_features,
+)
 from depthcore.weights.load import load_backbone
 from depthcore.weights.manifest import read_manifest
 
@@ -65,8 +74,9 @@ class LiveFeatures:
         with autocast(rgb.device, enabled=False):  # float32 input, as the features stage makes it, under AMP too
             images = network_input(self.backbone, rgb.float())
         out = {key: value for key, value in batch.items() if key not in LIVE_KEYS}
+        size = tuple(rgb.shape[-2:])  # the crop, or the frame (params eval.frame: full)
         if with_flipped:
-            views = view_features(self.backbone, images, self.layers)  # B x 2 x ...: image, mirror image
+            views = view_features(self.backbone, images, self.layers, size)  # B x 2 x ...: image, mirror image
             rows, view = torch.arange(len(flip), device=flip.device), flip.long()
             for key in self.keys:
                 value = views[key.removeprefix(CLIP_PREFIX)]
@@ -74,7 +84,7 @@ class LiveFeatures:
             return out
         seen = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)  # the view each sample uses
         with torch.no_grad(), autocast(images.device):  # batched: the GPU's throughput (see the module docstring)
-            feats = self.backbone.forward_features(seen, self.layers)
+            feats = image_features(self.backbone, seen, self.layers, size)
         return out | {key: round_features(feats[key.removeprefix(CLIP_PREFIX)]) for key in self.keys}
 
 

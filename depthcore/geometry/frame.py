@@ -14,6 +14,10 @@ NYU_WIDTH = 640
 EIGEN_CROP = (45, 471, 41, 601)
 # DepthCLIP's network input crop (rows 56:472, cols 60:604) -> 416 x 544.
 DEPTHCLIP_CROP = (56, 472, 60, 604)
+# The whole frame as a crop: what the references (DINOv2, DINOv3, Probe3D) predict and score (params eval.frame: full).
+FULL_FRAME = (0, NYU_HEIGHT, 0, NYU_WIDTH)
+# params ``eval.frame`` -> the crop the evaluate stage predicts on (docs/pipeline.md "Evaluation frame").
+EVAL_FRAMES = {"crop": DEPTHCLIP_CROP, "full": FULL_FRAME}
 
 # NYUv2 colour-camera intrinsics for 640 x 480 (fx, fy, cx, cy), pixels.
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)

@@ -41,7 +41,8 @@ def predict_crop(
     model: nn.Module, batch: dict[str, torch.Tensor], *, amp: bool = False, size: tuple[int, int] = CROP_SIZE
 ) -> torch.Tensor:
     """Flip-averaged prediction B x 1 x H x W at the crop (metres, float32; ``size`` = H x W, the DepthCLIP
-    crop) for a batch loaded with ``with_flipped=True``, one image at a time (the same numbers for any B)."""
+    crop, or the frame) for a batch loaded with ``with_flipped=True``, one image at a time (the same numbers for
+    any B)."""
     device = next(iter(batch.values())).device
 
     def one(item: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -60,11 +61,13 @@ def iter_predictions(
     amp: bool = False,
     progress: bool = False,
     features: Callable[..., dict[str, torch.Tensor]] | None = None,
+    crop: tuple[int, int, int, int] = DEPTHCLIP_CROP,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """For each batch of ``loader`` (loaded with ``with_flipped=True``): its dataset rows (B,) and full-frame
-    predictions B x 480 x 640 (metres, numpy; 0 outside the crop) of :func:`predict_crop`, in eval mode.
+    """For each batch of ``loader`` (loaded with ``with_flipped=True`` on ``crop``): its dataset rows (B,) and
+    full-frame predictions B x 480 x 640 (metres, numpy; 0 outside ``crop``) of :func:`predict_crop`, in eval mode.
     ``features``: live features (:class:`depthcore.features.live.LiveFeatures`) that add the batch's
-    ``clip_<layer>`` keys on ``device`` (None: the loader read them cached)."""
+    ``clip_<layer>`` keys on ``device`` (None: the loader read them cached). ``crop`` FULL_FRAME: the model
+    predicts the whole frame (params ``eval.frame: full``)."""
     was_training = model.training
     model.eval()
     try:
@@ -73,7 +76,7 @@ def iter_predictions(
             batch = to_device(batch, device)
             if features is not None:
                 batch = features(batch, with_flipped=True)
-            pred = predict_crop(model, batch, amp=amp)
-            yield indices, paste_prediction(pred)[:, 0].cpu().numpy()
+            pred = predict_crop(model, batch, amp=amp, size=crop_shape(crop))
+            yield indices, paste_prediction(pred, crop)[:, 0].cpu().numpy()
     finally:
         model.train(was_training)

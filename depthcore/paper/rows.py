@@ -49,8 +49,10 @@ ROW_OWN = ("adapter", "loss")
 PROTOCOLS = ("paper", "field")
 # Table 6 on the field's protocol (docs/probes.md "The field's protocol"): a ``protocol: field`` row's runs train on
 # the raw NYUv2 frames (``paper.field_source``) with the frozen backbone run live, so that the references' random
-# crops and colour augmentation reach it; the row itself sets the probe, its recipe and the backbone.
+# crops and colour augmentation reach it, and are scored on the whole frame as the references score theirs; the row
+# itself sets the probe, its recipe and the backbone.
 FIELD_FEATURES = "live"
+FIELD_EVAL_FRAME = "full"
 
 
 class PaperError(DepthcoreError, ValueError):
@@ -129,9 +131,9 @@ def load_rows(path: Path | str = ROWS_FILE) -> dict[str, Row]:
 
 def protocol_overrides(base: Params, row: Row) -> dict[str, Any]:
     """What ``row``'s protocol sets over params.yaml (``base``): nothing for the paper's; for the field's, the
-    raw-frame data source ``paper.field_source`` and live features."""
+    raw-frame data source ``paper.field_source``, live features and full-frame evaluation."""
     if row.protocol == "field":
-        return {"data.source": base.paper.field_source, "features": FIELD_FEATURES}
+        return {"data.source": base.paper.field_source, "features": FIELD_FEATURES, "eval.frame": FIELD_EVAL_FRAME}
     return {}
 
 

@@ -94,11 +94,14 @@ def build_from_checkpoint(
     *,
     adapter: str | None = None,
     features_attrs: Mapping[str, Any] | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> DepthAdapter:
     """The adapter a checkpoint holds, with its weights (strict).
 
     ``adapter``: the adapter the caller expects (params); ``features_attrs``: attrs of the backbone.zarr the
-    model will read. A checkpoint of another adapter, or trained on other features, is refused.
+    model will read. A checkpoint of another adapter, or trained on other features, is refused. ``image_size``:
+    build it to predict at this H x W instead of the crop it was trained on (full-frame evaluation; an adapter
+    whose weights depend on the size, e.g. eigen's fully connected layer, is refused as not fitting).
     """
     name = meta["adapter"]
     if adapter is not None and name != adapter:
@@ -116,7 +119,10 @@ def build_from_checkpoint(
                 f"the checkpoint was trained on other CLIP features (differing: {diff}); its features: "
                 f"{meta['features']}; the store's: {now}. Retrain with `dvc repro train`"
             )
-    model = build_adapter(name, cfg=cfg, context=AdapterContext.from_description(meta["context"]))
+    context = AdapterContext.from_description(meta["context"])
+    if image_size is not None:
+        context.image_size = tuple(image_size)
+    model = build_adapter(name, cfg=cfg, context=context)
     try:
         model.load_state_dict(dict(state), strict=True)
     except RuntimeError as exc:

@@ -44,6 +44,7 @@ class ProbeConfig(AdapterConfig):
     metres, normalised by ``norm``). They read only the layers they are told, so they fit every backbone."""
 
     any_backbone: ClassVar[bool] = True
+    any_size: ClassVar[bool] = True  # 1 x 1 / 3 x 3 convolutions over the token grid, output resized to image_size
 
     layers: Annotated[tuple[LayerName, ...], Field(min_length=1)]
     class_token: bool

@@ -55,11 +55,14 @@ class AdapterConfig(Section):
     (so that the data pipeline, and DVC, load exactly those): ``rgb``, ``depth``, ``zeroshot``, ``segments``
     and ``clip_<layer>`` for cached CLIP layers; ``needs_head`` / ``needs_shallow`` for the small CLIP
     artifacts; its training phases and the part of its published preset each runs. ``any_backbone``: it reads
-    layers it is told (``layers``) and nothing CLIP-specific, so it fits every backbone of the zoo.
+    layers it is told (``layers``) and nothing CLIP-specific, so it fits every backbone of the zoo. ``any_size``:
+    its weights do not depend on the image size and it predicts at the size it is built for (the context's
+    ``image_size``), so a model trained on the crop can predict the whole frame (params ``eval.frame: full``).
     ``preset_parts``: the parts of its preset ``presets.<adapter>`` (one per training phase), or () for one
     preset for the whole model."""
 
     any_backbone: ClassVar[bool] = False
+    any_size: ClassVar[bool] = False
     preset_parts: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod

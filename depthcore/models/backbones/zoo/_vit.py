@@ -83,7 +83,8 @@ class TimmViTBackbone(FrozenBackbone):
     applied to every token (class token included), as DINOv3's depth heads read them.
 
     Geometry: the 416 x 544 crop is resized bilinearly (align_corners False, no antialiasing: it is enlarged) to
-    the next multiples of the patch (420 x 546 for patch 14: a 30 x 39 grid), then normalised with ImageNet
+    the next multiples of the patch (420 x 546 for patch 14: a 30 x 39 grid; the 480 x 640 frame to 490 x 644, a
+    35 x 46 grid; patch 16 needs no resize), then normalised with ImageNet
     statistics. The position embedding is resampled to the input's grid by timm (``dynamic_img_size``: bicubic,
     antialiased, from its 37 x 37 table); any input whose sides are multiples of the patch works.
     """
@@ -108,9 +109,13 @@ class TimmViTBackbone(FrozenBackbone):
         return self.vit
 
     def preprocess(self, crop: torch.Tensor) -> torch.Tensor:
-        """B x 3 x 416 x 544 in [0, 1] -> B x 3 x 420 x 546 (patch 14): bilinear resize, then ImageNet statistics."""
+        """B x 3 x 416 x 544 in [0, 1] -> B x 3 x 420 x 546 (patch 14): bilinear resize to the next multiples of the
+        patch, then ImageNet statistics (the 480 x 640 frame: 490 x 644 for patch 14, as it is for patch 16)."""
         self.check_crop(crop)
-        x = F.interpolate(crop.float(), size=self.input_size, mode="bilinear", align_corners=False, antialias=False)
+        size = resized_to_patches(tuple(crop.shape[-2:]), self.patch)
+        x = crop.float()
+        if size != tuple(x.shape[-2:]):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
         return self.normalise(x)
 
     def forward_features(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:

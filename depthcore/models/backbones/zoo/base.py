@@ -4,7 +4,8 @@ A backbone turns the DepthCLIP crop of an NYUv2 frame (B x 3 x 416 x 544 RGB in 
 60:604 of the 480 x 640 frame: ``DEPTHCLIP_CROP``) into feature maps:
 
 - :meth:`FrozenBackbone.preprocess`: the crop -> the network input B x 3 x H x W (``input_size``): the backbone's
-  own resize, normalisation and padding;
+  own resize, normalisation and padding. The whole 480 x 640 frame is taken too, by the same rule (full-frame
+  evaluation, params ``eval.frame: full``); :meth:`FrozenBackbone.image_maps` then keeps the cells that cover it;
 - :meth:`FrozenBackbone.forward_features`: the network input -> ``{layer: B x C x h x w}`` (float), plus
   ``{layer}_cls``: B x C for block layers of backbones with a class token. Inputs other than the canonical size
   work too (the grid follows the input), which keeps CPU tests small.
@@ -32,11 +33,13 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from depthcore.errors import DepthcoreError
-from depthcore.geometry.frame import DEPTHCLIP_CROP, crop_shape
+from depthcore.geometry.frame import DEPTHCLIP_CROP, NYU_HEIGHT, NYU_WIDTH, crop_shape
 from depthcore.models.backbones.clip import LayerSpec as ClipLayerSpec
 from depthcore.section import Section
 
 CROP_SIZE = crop_shape(DEPTHCLIP_CROP)  # (416, 544): the crop every backbone's preprocess takes
+FRAME_SIZE = (NYU_HEIGHT, NYU_WIDTH)  # the whole frame, which every preprocess takes as well
+PREPROCESS_SIZES = (CROP_SIZE, FRAME_SIZE)
 PRETRAINED_NONE = "none"  # the ``pretrained`` value of seeded random weights (the offline mode)
 CLS_SUFFIX = "_cls"  # forward_features key of a block layer's class token: f"{layer}{CLS_SUFFIX}"
 
@@ -273,11 +276,12 @@ class FrozenBackbone(nn.Module):
         check_layer_names(tuple(layers), self.layers, backbone=self.name)
 
     def check_crop(self, crop: torch.Tensor) -> None:
-        """ValueError unless ``crop`` is B x 3 x 416 x 544 (the DepthCLIP crop)."""
-        if crop.ndim != 4 or crop.shape[1] != 3 or tuple(crop.shape[-2:]) != CROP_SIZE:
+        """BackboneError unless ``crop`` is B x 3 x 416 x 544 (the DepthCLIP crop) or B x 3 x 480 x 640 (the
+        frame)."""
+        if crop.ndim != 4 or crop.shape[1] != 3 or tuple(crop.shape[-2:]) not in PREPROCESS_SIZES:
             raise BackboneError(
-                f"{self.name}: preprocess expects the B x 3 x {CROP_SIZE[0]} x {CROP_SIZE[1]} crop in [0, 1], "
-                f"got {tuple(crop.shape)}"
+                f"{self.name}: preprocess expects the B x 3 x {CROP_SIZE[0]} x {CROP_SIZE[1]} crop or the "
+                f"B x 3 x {FRAME_SIZE[0]} x {FRAME_SIZE[1]} frame in [0, 1], got {tuple(crop.shape)}"
             )
 
     def check_input(self, x: torch.Tensor, multiple: int) -> None:
@@ -296,8 +300,15 @@ class FrozenBackbone(nn.Module):
         return (x - mean) / std
 
     def preprocess(self, crop: torch.Tensor) -> torch.Tensor:
-        """B x 3 x 416 x 544 float in [0, 1] (the cropped RGB) -> B x 3 x H x W network input (``input_size``)."""
+        """B x 3 x 416 x 544 float in [0, 1] (the cropped RGB) -> B x 3 x H x W network input (``input_size``);
+        the B x 3 x 480 x 640 frame by the same rule."""
         raise NotImplementedError
+
+    def image_maps(self, feats: dict[str, torch.Tensor], image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """:meth:`forward_features`' output for the preprocessed image of ``image_size`` (H, W: the crop or the
+        frame) -> the cells that cover that image: every map as it is, except where the network input pads the
+        image beyond what ``forward_features`` drops by itself (SAM)."""
+        return feats
 
     def forward_features(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """B x 3 x H x W network input -> {layer: B x C x h x w float, plus f"{layer}_cls": B x C where

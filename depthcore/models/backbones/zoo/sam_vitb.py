@@ -7,7 +7,8 @@ Geometry, SAM's own: the 416 x 544 crop is resized so that its longest side is 1
 pixel statistics (mean 123.675, 116.28, 103.53 / std 58.395, 57.12, 57.375 on the 0-255 scale) and zero-padded at
 the bottom and right to 1024 x 1024 (``Sam.preprocess``). The encoder's 64 x 64 grid (patch 16) covers the padded
 square; only the rows that cover the image are returned: ceil(783 / 16) = 49 rows x 64 columns (the 49th row is
-15 / 16 image).
+15 / 16 image). The 480 x 640 frame (full-frame evaluation) is resized to 768 x 1024 and padded the same way;
+:meth:`SamViTBBackbone.image_maps` keeps its ceil(768 / 16) = 48 rows.
 
 Other input sizes work (CPU tests): the absolute position embedding (64 x 64) is resized bicubically
 (align_corners False, as ViTDet's ``get_abs_pos``) to the input's grid (the identity at 1024), the relative
@@ -73,10 +74,11 @@ class SamViTBSettings(BackboneSettings):
     backbone: ClassVar[str] = NAME
 
 
-def resized_height(width: int) -> int:
-    """Rows of the crop resized to longest side ``width`` (SAM's ResizeLongestSide rounding): 783 for 1024."""
-    crop_h, crop_w = CROP_SIZE
-    return int(crop_h * (width * 1.0 / max(crop_h, crop_w)) + 0.5)
+def resized_height(width: int, image: tuple[int, int] = CROP_SIZE) -> int:
+    """Rows of an ``image`` (H, W; the crop by default) resized to longest side ``width`` (SAM's ResizeLongestSide
+    rounding): 783 for the crop at 1024, 768 for the 480 x 640 frame."""
+    height, image_width = image
+    return int(height * (width * 1.0 / max(height, image_width)) + 0.5)
 
 
 def image_rows(height: int, width: int) -> int:
@@ -109,12 +111,18 @@ class SamViTBBackbone(FrozenBackbone):
 
     def preprocess(self, crop: torch.Tensor) -> torch.Tensor:
         """B x 3 x 416 x 544 in [0, 1] -> B x 3 x 1024 x 1024: resized to 783 x 1024, SAM's statistics, zero-padded
-        at the bottom (SAM pads after normalising)."""
+        at the bottom (SAM pads after normalising). The 480 x 640 frame: resized to 768 x 1024, padded the same."""
         self.check_crop(crop)
-        size = (resized_height(IMAGE_SIZE), IMAGE_SIZE)
+        size = (resized_height(IMAGE_SIZE, tuple(crop.shape[-2:])), IMAGE_SIZE)
         x = F.interpolate(crop.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
         x = self.normalise(x)
         return F.pad(x, (0, IMAGE_SIZE - size[1], 0, IMAGE_SIZE - size[0]))
+
+    def image_maps(self, feats: dict[str, torch.Tensor], image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The rows that cover an image of ``image_size`` preprocessed: forward_features keeps the crop's 49 rows of
+        the 1024 x 1024 input; the frame (768 rows at 1024) is covered by 48."""
+        rows = math.ceil(resized_height(IMAGE_SIZE, tuple(image_size)) / PATCH)
+        return {name: value[:, :, :rows] if value.ndim == 4 else value for name, value in feats.items()}
 
     def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
         """The absolute position embedding at ``grid`` (h, w): 1 x h x w x C (SAM's own table at 64 x 64)."""
