@@ -109,11 +109,6 @@ class MapClipBackbone(FrozenBackbone):
     def trunk(self) -> nn.Module:
         return self.clip.visual.trunk
 
-    def preprocess(self, crop: torch.Tensor) -> torch.Tensor:
-        """B x 3 x 416 x 544 in [0, 1] -> the same size normalised with the model's statistics (no resize)."""
-        self.check_crop(crop)
-        return self.normalise(crop.float())
-
     # ------------------------------------------------------------------------------------------ geometry
     def grid_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(prefix entries 1 x P x C, grid entries 1 x C x 14 x 14) of the trunk's position embedding."""

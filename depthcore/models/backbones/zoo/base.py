@@ -240,7 +240,8 @@ class FrozenBackbone(nn.Module):
     """Frozen (requires_grad False, always eval) image encoder with a uniform interface.
 
     Subclasses set the attributes below in ``__init__``, call :meth:`freeze` at its end, and implement
-    :meth:`preprocess`, :meth:`forward_features` and (text backbones) :meth:`encode_text` and ``embed_dim``.
+    :meth:`forward_features`, :meth:`preprocess` where the image is resized or padded, and (text backbones)
+    :meth:`encode_text` and ``embed_dim``.
     """
 
     name: str
@@ -301,8 +302,11 @@ class FrozenBackbone(nn.Module):
 
     def preprocess(self, crop: torch.Tensor) -> torch.Tensor:
         """B x 3 x 416 x 544 float in [0, 1] (the cropped RGB) -> B x 3 x H x W network input (``input_size``);
-        the B x 3 x 480 x 640 frame by the same rule."""
-        raise NotImplementedError
+        the B x 3 x 480 x 640 frame by the same rule. By default the image as it is (no resize: the stride divides
+        both sizes), normalised with the backbone's ``mean`` / ``std`` (CLIP ViT-B/16, SigLIP 2, PE-Core,
+        C-RADIOv3); backbones that resize or pad override it."""
+        self.check_crop(crop)
+        return self.normalise(crop.float())
 
     def image_maps(self, feats: dict[str, torch.Tensor], image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """:meth:`forward_features`' output for the preprocessed image of ``image_size`` (H, W: the crop or the

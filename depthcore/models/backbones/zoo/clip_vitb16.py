@@ -106,11 +106,6 @@ class ClipViTBackbone(FrozenBackbone):
     def library_model(self) -> nn.Module:
         return self.clip
 
-    def preprocess(self, crop: torch.Tensor) -> torch.Tensor:
-        """B x 3 x 416 x 544 in [0, 1] -> the same size normalised with CLIP's statistics (no resize)."""
-        self.check_crop(crop)
-        return self.normalise(crop.float())
-
     def positional_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
         """(1 + h * w) x C: the class entry, then the patch entries resized (bicubic) from 14 x 14 to ``grid``."""
         table = self.clip.visual.positional_embedding

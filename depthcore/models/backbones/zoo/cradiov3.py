@@ -104,11 +104,6 @@ class CRadioV3Backbone(FrozenBackbone):
     def library_model(self) -> nn.Module:
         return self.vit
 
-    def preprocess(self, crop: torch.Tensor) -> torch.Tensor:
-        """B x 3 x 416 x 544 in [0, 1] -> the same size, normalised with RADIO's input conditioner statistics."""
-        self.check_crop(crop)
-        return self.normalise(crop.float())
-
     def forward_features(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """B x 3 x H x W (multiples of 16) -> {block<k>: B x 768 x H/16 x W/16, block<k>_cls: B x 768}."""
         self.check_layers(layers)
