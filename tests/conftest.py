@@ -58,6 +58,21 @@ def default_raw() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
+def block_outputs(blocks: torch.nn.ModuleList, run) -> tuple[list, list, object]:
+    """(inputs, outputs, result): every block's input and output tensors while ``run()`` runs a library's own
+    forward (without gradients), and what ``run()`` returned; the hooks are removed afterwards."""
+    inputs, outputs = [], []
+    hooks = [b.register_forward_pre_hook(lambda _, args: inputs.append(args[0])) for b in blocks]
+    hooks += [b.register_forward_hook(lambda _, args, out: outputs.append(out)) for b in blocks]
+    try:
+        with torch.no_grad():
+            result = run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return inputs, outputs, result
+
+
 def make_params(overrides: dict | None = None, *, offline: bool = True) -> Params:
     """Validated params: the repository's defaults, the offline settings (6 images), then ``overrides``."""
     return validate_params(with_overrides(default_raw(), (OFFLINE | TINY_DATA if offline else {}) | (overrides or {})))

@@ -14,6 +14,7 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import block_outputs
 from pydantic import ValidationError
 
 from depthcore.errors import ConfigError, DepthcoreError
@@ -460,20 +461,6 @@ def test_encode_text(zoo, name):
 
 
 # ------------------------------------------------------------------------------------------ library agreement
-def block_outputs(blocks: torch.nn.ModuleList, run) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """(inputs, outputs) of every block while ``run()`` runs the library's own forward."""
-    inputs, outputs = [], []
-    hooks = [b.register_forward_pre_hook(lambda _, args: inputs.append(args[0])) for b in blocks]
-    hooks += [b.register_forward_hook(lambda _, args, out: outputs.append(out)) for b in blocks]
-    try:
-        with torch.no_grad():
-            result = run()
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return inputs, outputs, result
-
-
 @pytest.mark.parametrize("name", ["dinov2_vits14", "dinov2_vitb14"])
 def test_dinov2_blocks_are_timm_blocks_without_final_norm(zoo, name):
     backbone = zoo[name]

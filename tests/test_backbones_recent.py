@@ -18,6 +18,7 @@ import timm
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import block_outputs
 from published_weights import dinov3_release, radio_release
 from pydantic import ValidationError
 
@@ -82,20 +83,6 @@ def images(backbone, size=TINY) -> torch.Tensor:
 def features(backbone, x=None, layers=None):
     with torch.no_grad():
         return backbone.forward_features(images(backbone) if x is None else x, layers or backbone.layers)
-
-
-def hooked_blocks(blocks, run):
-    """(inputs, outputs) of every block while ``run()`` runs timm's own forward."""
-    inputs, outputs = [], []
-    hooks = [b.register_forward_pre_hook(lambda _, args: inputs.append(args[0])) for b in blocks]
-    hooks += [b.register_forward_hook(lambda _, args, out: outputs.append(out)) for b in blocks]
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return inputs, outputs
 
 
 # ------------------------------------------------------------------------------------------ registry and geometry
@@ -192,7 +179,7 @@ def test_dinov3_blocks_with_and_without_timm_final_norm(zoo, name):
     raw = _vit.TimmViTBackbone(backbone.vit, name=name, final_norm=False)
     x = images(backbone)
     normed, plain = features(backbone, x), features(raw, x)
-    _, outputs = hooked_blocks(backbone.vit.blocks, lambda: backbone.vit.forward_features(x))
+    _, outputs, _ = block_outputs(backbone.vit.blocks, lambda: backbone.vit.forward_features(x))
     skip = PREFIX["dinov3"]
     with torch.no_grad():
         for k, out in enumerate(outputs, start=1):
@@ -215,7 +202,7 @@ def test_radio_blocks_and_rope_free_position_rule_match_timm(zoo):
     backbone = zoo["cradiov3_vitb16"]
     vit, x = backbone.vit, images(backbone)
     feats = features(backbone, x)
-    inputs, outputs = hooked_blocks(vit.blocks, lambda: vit.forward_features(x))
+    inputs, outputs, _ = block_outputs(vit.blocks, lambda: vit.forward_features(x))
     skip = PREFIX["cradiov3"]
     assert vit.num_prefix_tokens == skip
     for k, out in enumerate(outputs, start=1):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_params
+from conftest import block_outputs, make_params
 from published_weights_text import meta_pe_release, timm_image_tower
 
 from depthcore.features.head import build_vit_head
@@ -210,18 +210,6 @@ def test_random_init_is_informative_and_seeded(zoo, name):
 
 
 # ------------------------------------------------------------------------------------------ open_clip agreement
-def block_outputs(blocks, run):
-    outputs = []
-    hooks = [block.register_forward_hook(lambda _m, _a, out: outputs.append(out)) for block in blocks]
-    try:
-        with torch.no_grad():
-            result = run()
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return outputs, result
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_blocks_and_pooled_embedding_are_open_clips_at_224(zoo, name):
     """At 224 x 224 (the training grid: no resampling) every block is open_clip's own (hooks while
@@ -229,7 +217,7 @@ def test_blocks_and_pooled_embedding_are_open_clips_at_224(zoo, name):
     backbone = zoo[name]
     x = images(backbone, (224, 224))[:1]
     feats = features(backbone, x)
-    outputs, pooled = block_outputs(backbone.trunk.blocks, lambda: backbone.clip.encode_image(x))
+    _, outputs, pooled = block_outputs(backbone.trunk.blocks, lambda: backbone.clip.encode_image(x))
     skip = 1 if backbone.class_token else 0
     for k, out in enumerate(outputs, start=1):
         torch.testing.assert_close(feats[f"block{k}"], tokens_to_map(out[:, skip:], (14, 14)), rtol=0, atol=1e-5)
